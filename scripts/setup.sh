@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Prepares a machine to develop and test the worker: the project's .venv, the PostgreSQL
+# server binaries, a JDK with Maven, and the cached Kafka jars. Idempotent: every step is
+# skipped when already done, so it is safe to re-run (CI runs it on every job).
+#
+#   bash scripts/setup.sh
+#
+# apt is only used when something is missing, and then needs root (or sudo).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${VENV:-${ROOT}/.venv}"
+PYTHON="${PYTHON:-python3}"
+
+log() { printf '[setup] %s\n' "$*"; }
+
+SUDO=""
+if [[ "$(id -u)" -ne 0 ]]; then
+    SUDO="sudo"
+fi
+
+APT_UPDATED=0
+apt_install() {
+    command -v apt-get >/dev/null || { log "ERROR: apt-get not found; install $* by hand"; exit 1; }
+    if [[ "${APT_UPDATED}" -eq 0 ]]; then
+        log "apt-get update"
+        ${SUDO} apt-get update -qq
+        APT_UPDATED=1
+    fi
+    log "apt-get install $*"
+    DEBIAN_FRONTEND=noninteractive ${SUDO} apt-get install -y -qq "$@" >/dev/null
+}
+
+have_initdb() {
+    if command -v pg_config >/dev/null && [[ -x "$(pg_config --bindir)/initdb" ]]; then
+        return 0
+    fi
+    compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/dev/null
+}
+
+# --- Python virtualenv ------------------------------------------------------------------------
+if [[ ! -x "${VENV}/bin/python" ]]; then
+    log "creating ${VENV}"
+    "${PYTHON}" -m venv "${VENV}"
+fi
+log "installing the project into ${VENV} (editable, [dev,fast])"
+"${VENV}/bin/python" -m pip install -q -e "${ROOT}[dev,fast]"
+
+# --- PostgreSQL server binaries ---------------------------------------------------------------
+if have_initdb; then
+    log "PostgreSQL server binaries present"
+else
+    apt_install postgresql
+    # The Debian package creates and starts a system cluster; the tests never use it, but
+    # it is left alone rather than stopped because other software may rely on it.
+fi
+
+# --- JDK and Maven (Kafka runs from Maven Central jars) ---------------------------------------
+missing=()
+command -v java >/dev/null || missing+=(default-jdk-headless)
+command -v mvn >/dev/null || missing+=(maven)
+if [[ ${#missing[@]} -gt 0 ]]; then
+    apt_install "${missing[@]}"
+fi
+log "java: $(java -version 2>&1 | head -n 1)"
+log "maven: $(mvn -v 2>/dev/null | head -n 1 | sed 's/\x1b\[[0-9;]*m//g')"
+
+# --- Kafka jars -------------------------------------------------------------------------------
+log "fetching Kafka jars (cached after the first run)"
+cd "${ROOT}"
+"${VENV}/bin/python" -m devstack fetch
+
+log "done. Start a local stack with: ${VENV}/bin/python -m devstack up"

@@ -1,0 +1,167 @@
+"""The SQL this API runs against the read model, one function per question it asks.
+
+Every statement is bounded: single rows by primary key, lists by keyset and LIMIT, the
+stats by a time window the caller cannot make larger than seven days. The SQL text is
+constant; only parameters vary, so nothing a client sends is ever spliced into it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Final
+
+import asyncpg
+
+from worker.api.paging import Cursor
+
+Row = Mapping[str, Any]
+
+# Receipts of one message sort by participant: unique within the message (the primary key
+# is (message_sid, participant_sid)), never changed by an update, and served by that index.
+_RECEIPT_COLUMNS: Final = (
+    "receipt_sid, account_sid, chat_service_sid, conversation_sid, message_sid, "
+    "participant_sid, channel_message_sid, channel, status, error_code, date_created, "
+    "date_updated"
+)
+# $3 NULL = the unscoped path, which (like Twilio's default service) sees every service.
+_RECEIPT_SCOPE: Final = (
+    "message_sid = $1 AND conversation_sid = $2 AND ($3::text IS NULL OR chat_service_sid = $3)"
+)
+
+_LIST_RECEIPTS_FORWARD: Final = f"""
+SELECT {_RECEIPT_COLUMNS} FROM delivery_receipts
+WHERE {_RECEIPT_SCOPE} AND ($4::text IS NULL OR participant_sid > $4)
+ORDER BY participant_sid
+LIMIT $5"""
+
+_LIST_RECEIPTS_BACKWARD: Final = f"""
+SELECT {_RECEIPT_COLUMNS} FROM delivery_receipts
+WHERE {_RECEIPT_SCOPE} AND participant_sid < $4
+ORDER BY participant_sid DESC
+LIMIT $5"""
+
+_FETCH_RECEIPT: Final = f"""
+SELECT {_RECEIPT_COLUMNS} FROM delivery_receipts
+WHERE {_RECEIPT_SCOPE} AND receipt_sid = $4
+ORDER BY participant_sid
+LIMIT 1"""
+
+_MESSAGE_EXISTS: Final = f"""
+SELECT EXISTS (SELECT 1 FROM message_delivery WHERE {_RECEIPT_SCOPE})
+    OR EXISTS (SELECT 1 FROM delivery_receipts WHERE {_RECEIPT_SCOPE})"""
+
+_FETCH_MESSAGE: Final = f"""
+SELECT message_sid, conversation_sid, account_sid, chat_service_sid, total,
+       sent_count, delivered_count, read_count, failed_count, undelivered_count,
+       sent, delivered, read, failed, undelivered, version, updated_at
+FROM message_delivery
+WHERE {_RECEIPT_SCOPE}"""
+
+# History is shown in the order things happened upstream; id breaks ties, which makes the
+# key unique so a page boundary never falls between two rows with equal times.
+_HISTORY_COLUMNS: Final = (
+    "id, message_sid, participant_sid, receipt_sid, channel, status, error_code, "
+    "date_updated, recorded_at"
+)
+_LIST_HISTORY_FORWARD: Final = f"""
+SELECT {_HISTORY_COLUMNS} FROM delivery_receipt_history
+WHERE message_sid = $1 AND participant_sid = $2
+  AND ($3::timestamptz IS NULL OR (date_updated, id) > ($3::timestamptz, $4::bigint))
+ORDER BY date_updated, id
+LIMIT $5"""
+
+_LIST_HISTORY_BACKWARD: Final = f"""
+SELECT {_HISTORY_COLUMNS} FROM delivery_receipt_history
+WHERE message_sid = $1 AND participant_sid = $2
+  AND (date_updated, id) < ($3::timestamptz, $4::bigint)
+ORDER BY date_updated DESC, id DESC
+LIMIT $5"""
+
+# Channels are few (the parser bounds their names); the LIMIT keeps the answer bounded anyway.
+MAX_STATS_CHANNELS: Final = 100
+_DELIVERY_STATS: Final = """
+SELECT channel,
+       count(*)::int AS total,
+       count(*) FILTER (WHERE status IN ('sent', 'undelivered', 'delivered', 'read'))::int
+           AS sent,
+       count(*) FILTER (WHERE status IN ('delivered', 'read'))::int AS delivered,
+       count(*) FILTER (WHERE status = 'read')::int AS read,
+       count(*) FILTER (WHERE status = 'failed')::int AS failed,
+       count(*) FILTER (WHERE status = 'undelivered')::int AS undelivered
+FROM delivery_receipts
+WHERE date_created >= $1 AND date_created < $2 AND channel <> 'chat'
+GROUP BY channel
+ORDER BY channel
+LIMIT $3"""
+
+
+async def list_receipts(
+    pool: asyncpg.Pool,
+    *,
+    service_sid: str | None,
+    conversation_sid: str,
+    message_sid: str,
+    cursor: Cursor | None,
+    limit: int,
+) -> list[Row]:
+    """Up to ``limit`` receipts of a message after (or before) ``cursor``, in travel order."""
+    after = cursor.key[0] if cursor is not None else None
+    sql = _LIST_RECEIPTS_FORWARD if cursor is None or cursor.forward else _LIST_RECEIPTS_BACKWARD
+    rows: list[Row] = await pool.fetch(
+        sql, message_sid, conversation_sid, service_sid, after, limit
+    )
+    return rows
+
+
+async def fetch_receipt(
+    pool: asyncpg.Pool,
+    *,
+    service_sid: str | None,
+    conversation_sid: str,
+    message_sid: str,
+    receipt_sid: str,
+) -> Row | None:
+    row: Row | None = await pool.fetchrow(
+        _FETCH_RECEIPT, message_sid, conversation_sid, service_sid, receipt_sid
+    )
+    return row
+
+
+async def message_exists(
+    pool: asyncpg.Pool, *, service_sid: str | None, conversation_sid: str, message_sid: str
+) -> bool:
+    """Whether the worker has seen the message (a summary row or at least one receipt)."""
+    found = await pool.fetchval(_MESSAGE_EXISTS, message_sid, conversation_sid, service_sid)
+    return bool(found)
+
+
+async def fetch_message(
+    pool: asyncpg.Pool, *, service_sid: str | None, conversation_sid: str, message_sid: str
+) -> Row | None:
+    row: Row | None = await pool.fetchrow(
+        _FETCH_MESSAGE, message_sid, conversation_sid, service_sid
+    )
+    return row
+
+
+async def list_history(
+    pool: asyncpg.Pool,
+    *,
+    message_sid: str,
+    participant_sid: str,
+    after: tuple[datetime, int] | None,
+    forward: bool,
+    limit: int,
+) -> list[Row]:
+    """Up to ``limit`` history rows of one receipt after (or before) ``after``."""
+    when, row_id = after if after is not None else (None, None)
+    sql = _LIST_HISTORY_FORWARD if forward else _LIST_HISTORY_BACKWARD
+    rows: list[Row] = await pool.fetch(sql, message_sid, participant_sid, when, row_id, limit)
+    return rows
+
+
+async def delivery_stats(pool: asyncpg.Pool, *, start: datetime, end: datetime) -> list[Row]:
+    """Per-channel stage counts of the receipts created in ``[start, end)``."""
+    rows: list[Row] = await pool.fetch(_DELIVERY_STATS, start, end, MAX_STATS_CHANNELS)
+    return rows

@@ -1,0 +1,128 @@
+"""Turns database rows into the JSON resources Twilio's Conversations v1 API returns.
+
+Pure functions: a row mapping and the absolute URLs in, a JSON-ready dict out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+STAGES = ("sent", "delivered", "read", "failed", "undelivered")
+
+
+def iso8601(value: datetime | None) -> str | None:
+    """Twilio's timestamp format: UTC, whole seconds, ``Z`` (``2016-03-24T20:37:57Z``)."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def iso8601_precise(value: datetime | None) -> str | None:
+    """UTC with microseconds, for the extensions whose order depends on sub-second times."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def receipt(row: Mapping[str, Any], url: str) -> dict[str, Any]:
+    """A Receipt resource. ``error_code`` is null when there is no error (see docs/api.md)."""
+    return {
+        "account_sid": row["account_sid"],
+        "chat_service_sid": row["chat_service_sid"],
+        "conversation_sid": row["conversation_sid"],
+        "message_sid": row["message_sid"],
+        "sid": row["receipt_sid"],
+        "channel_message_sid": row["channel_message_sid"],
+        "participant_sid": row["participant_sid"],
+        "status": row["status"],
+        "error_code": row["error_code"],
+        "date_created": iso8601(row["date_created"]),
+        "date_updated": iso8601(row["date_updated"]),
+        "url": url,
+        # Not in Twilio's resource; the worker derives it and the stats are grouped by it.
+        "channel": row["channel"],
+    }
+
+
+def history_entry(row: Mapping[str, Any], receipt_row: Mapping[str, Any]) -> dict[str, Any]:
+    """One applied status change of a receipt (this API's extension; Twilio keeps none)."""
+    return {
+        "account_sid": receipt_row["account_sid"],
+        "conversation_sid": receipt_row["conversation_sid"],
+        "message_sid": row["message_sid"],
+        "receipt_sid": row["receipt_sid"],
+        "participant_sid": row["participant_sid"],
+        "channel": row["channel"],
+        "status": row["status"],
+        "error_code": row["error_code"],
+        "date_updated": iso8601_precise(row["date_updated"]),
+        "date_recorded": iso8601_precise(row["recorded_at"]),
+    }
+
+
+def delivery(row: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Twilio's ``delivery`` object; null when the message has no non-chat receipts, as Twilio."""
+    if row["total"] == 0:
+        return None
+    return {"total": row["total"], **{stage: row[stage] for stage in STAGES}}
+
+
+def delivery_counts(row: Mapping[str, Any]) -> dict[str, int]:
+    """The counts behind the all/some/none words (SPEC §4 keeps and exposes them)."""
+    return {"total": row["total"], **{stage: row[f"{stage}_count"] for stage in STAGES}}
+
+
+def message(row: Mapping[str, Any], url: str, receipts_url: str) -> dict[str, Any]:
+    """A Message resource; what only Twilio knows (body, author, ...) is null."""
+    return {
+        "account_sid": row["account_sid"],
+        "chat_service_sid": row["chat_service_sid"],
+        "conversation_sid": row["conversation_sid"],
+        "sid": row["message_sid"],
+        "index": None,
+        "author": None,
+        "body": None,
+        "media": None,
+        "attributes": None,
+        "participant_sid": None,
+        "date_created": None,
+        "date_updated": None,
+        "content_sid": None,
+        "url": url,
+        "delivery": delivery(row),
+        "links": {"delivery_receipts": receipts_url},
+        # Extensions, named so they cannot clash with a future Twilio field.
+        "delivery_counts": delivery_counts(row),
+        "delivery_version": row["version"],
+        "delivery_updated_at": iso8601(row["updated_at"]),
+    }
+
+
+def ratio(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+def channel_stats(row: Mapping[str, Any]) -> dict[str, Any]:
+    """Counts and ratios of one channel; ratios are over every receipt created in the window."""
+    total: int = row["total"]
+    return {
+        "channel": row["channel"],
+        "total": total,
+        **{stage: row[stage] for stage in STAGES},
+        "delivered_ratio": ratio(row["delivered"], total),
+        "read_ratio": ratio(row["read"], total),
+    }
+
+
+def delivery_stats(
+    rows: list[Mapping[str, Any]], window: str, start: datetime, end: datetime, url: str
+) -> dict[str, Any]:
+    return {
+        "window": window,
+        "start": iso8601_precise(start),
+        "end": iso8601_precise(end),
+        "channels": [channel_stats(r) for r in rows],
+        "url": url,
+    }

@@ -1,0 +1,358 @@
+"""The hot path: consume a batch, parse, reduce in memory, one database transaction, publish.
+
+Offsets live in PostgreSQL and move in the same transaction as the state they produced, by
+compare-and-set, so a crash, a rebalance or a paused zombie can neither lose an event nor
+apply one twice. The Kafka-side commit after it is only for lag tooling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
+from aiokafka.errors import KafkaError
+from aiokafka.structs import ConsumerRecord, TopicPartition
+
+from worker.config import Settings
+from worker.events import ReceiptEvent, Status
+from worker.http import Health
+from worker.metrics import WorkerMetrics, channel_label, error_code_label
+from worker.parsing import InvalidRecord, ParsedRecord, parse_record
+from worker.publisher import OutboxRelay, Publisher
+from worker.reduction import STAGES_REACHED, ReceiptChange, apply_batch, coalesce, distinct_history
+from worker.retry import Backoff, is_transient
+from worker.store import Fenced, Store
+from worker.summaries import encode_summary_event
+
+log = logging.getLogger(__name__)
+
+# A progress line this often on long runs: enough to see a replay move, not enough to be noise.
+PROGRESS_INTERVAL_S = 10.0
+
+
+@dataclass(slots=True)
+class _Item:
+    record: ConsumerRecord
+    result: ParsedRecord | InvalidRecord
+    dead_lettered: bool = False
+
+
+@dataclass(slots=True)
+class _Totals:
+    records: int = 0
+    events: int = 0
+    dead_letters: int = 0
+    last_report: float = field(default_factory=time.monotonic)
+    last_records: int = 0
+
+
+class DeliveryConsumer:
+    """Runs the consumer loop for one worker process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        kafka: AIOKafkaConsumer,
+        store: Store,
+        publisher: Publisher,
+        relay: OutboxRelay,
+        metrics: WorkerMetrics,
+        health: Health,
+    ) -> None:
+        self._settings = settings
+        self._kafka = kafka
+        self._store = store
+        self._publisher = publisher
+        self._relay = relay
+        self._metrics = metrics
+        self._health = health
+        # Stored next offset of each partition this worker owns, as it last read or wrote it.
+        self._positions: dict[int, int] = {}
+        # Held while a batch is applied, so a rebalance waits for it instead of racing it.
+        self._batch_lock = asyncio.Lock()
+        self._totals = _Totals()
+
+    def rebalance_listener(self) -> ConsumerRebalanceListener:
+        return _OffsetsInPostgres(self)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        backoff = Backoff()
+        while not stop.is_set():
+            try:
+                fetched = await self._kafka.getmany(
+                    timeout_ms=self._settings.batch_timeout_ms,
+                    max_records=self._settings.batch_max_records,
+                )
+            except KafkaError as exc:
+                self._health.set_ready(False, f"kafka: {type(exc).__name__}")
+                log.warning("fetch failed; will retry", extra={"error": repr(exc)})
+                await backoff.sleep()
+                continue
+            backoff.reset()
+            self._health.progress()
+            records = [r for batch in fetched.values() for r in batch]
+            if records:
+                await self._process(records, stop)
+            self._report_progress()
+
+    # -- one batch ---------------------------------------------------------------------------
+
+    async def _process(self, records: Sequence[ConsumerRecord], stop: asyncio.Event) -> None:
+        started = time.perf_counter()
+        self._metrics.records_consumed.inc(len(records))
+        self._metrics.batch_size.observe(len(records))
+        max_bytes = self._settings.max_record_bytes
+        items = [_Item(r, _parse(r, max_bytes)) for r in records]
+        backoff = Backoff()
+        while True:
+            try:
+                async with self._batch_lock:
+                    # Partitions not adopted yet (their assignment hook has not run, or could
+                    # not reach Postgres) are adopted now; adopting seeks, so their records
+                    # in hand are dropped and fetched again from the stored offset.
+                    adopted = await self._adopt_missing_partitions()
+                    if adopted:
+                        kept = [i for i in items if i.record.partition not in adopted]
+                        self._metrics.stale_records.inc(len(items) - len(kept))
+                        items = kept
+                    moves = await self._apply(items)
+                self._health.set_ready(True)
+                break
+            except Fenced as exc:
+                self._metrics.fenced.inc()
+                log.warning("batch fenced; resyncing offsets", extra={"error": str(exc)})
+                await self._resync()
+                return
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                where = "kafka" if isinstance(exc, KafkaError) else "postgres"
+                self._metrics.batch_retries.labels(reason=where).inc()
+                self._health.set_ready(False, f"{where}: {type(exc).__name__}")
+                if stop.is_set():
+                    # Nothing of this batch is committed, so the next owner simply redoes it.
+                    log.warning("stopping; batch abandoned uncommitted", extra={"error": repr(exc)})
+                    return
+                log.warning("batch failed; will retry", extra={"error": repr(exc)})
+                await backoff.sleep()
+        self._metrics.batch_duration.observe(time.perf_counter() - started)
+        if moves:
+            # Outside the batch lock: a commit can wait on a rebalance, which waits on the lock.
+            await self._commit_to_kafka(moves)
+
+    async def _apply(self, items: Sequence[_Item]) -> dict[int, tuple[int, int]]:
+        """Apply the records this worker still owns; returns the offset moves it committed."""
+        owned = [
+            i
+            for i in items
+            if i.record.partition in self._positions
+            and i.record.offset >= self._positions[i.record.partition]
+        ]
+        if len(owned) < len(items):
+            self._metrics.stale_records.inc(len(items) - len(owned))
+        if not owned:
+            return {}
+        moves: dict[int, tuple[int, int]] = {}
+        for item in owned:
+            p = item.record.partition
+            moves[p] = (self._positions[p], max(moves.get(p, (0, 0))[1], item.record.offset + 1))
+
+        events: list[ReceiptEvent] = []
+        skipped: list[str] = []
+        failures: list[tuple[_Item, InvalidRecord]] = []
+        for item in owned:
+            if isinstance(item.result, InvalidRecord):
+                failures.append((item, item.result))
+            else:
+                events.extend(item.result.events)
+                skipped.extend(item.result.skipped)
+
+        # Dead letters are acknowledged before the offsets move past them, so none is lost;
+        # a crash in between sends one again (the DLQ is at-least-once).
+        to_send = [(item, error) for item, error in failures if not item.dead_lettered]
+        if to_send:
+            await self._publisher.dead_letter([(item.record, error) for item, error in to_send])
+            for item, _ in to_send:
+                item.dead_lettered = True
+
+        states = coalesce(events)
+        history = distinct_history(events)
+        group, topic = self._settings.consumer_group, self._settings.input_topic
+        async with self._store.batch() as tx:
+            await tx.advance_offsets(group, topic, moves)
+            stored = await tx.lock_receipts(states.keys())
+            outcome = apply_batch(stored, states)
+            await tx.write_receipts([c.after for c in outcome.changes])
+            await tx.write_history(history)
+            summaries = await tx.apply_deltas(outcome.deltas)
+            await tx.write_outbox(
+                [(s.message_sid, s.version, encode_summary_event(s)) for s in summaries]
+            )
+
+        for p, (_, new) in moves.items():
+            self._positions[p] = new
+        self._relay.wake()
+        self._count(
+            len(owned), events, skipped, [e for _, e in failures], outcome.changes, len(summaries)
+        )
+        return moves
+
+    def _count(
+        self,
+        records: int,
+        events: Sequence[ReceiptEvent],
+        skipped: Iterable[str],
+        failures: Sequence[InvalidRecord],
+        changes: Iterable[ReceiptChange],
+        summaries: int,
+    ) -> None:
+        m = self._metrics
+        m.events_applied.inc(len(events))
+        m.summaries_changed.inc(summaries)
+        for reason in skipped:
+            m.events_skipped.labels(reason=reason).inc()
+        for error in failures:
+            m.dead_letters.labels(reason=error.reason).inc()
+        for change in changes:
+            _count_transition(m, change)
+        self._totals.records += records
+        self._totals.events += len(events)
+        self._totals.dead_letters += len(failures)
+
+    async def _commit_to_kafka(self, moves: Mapping[int, tuple[int, int]]) -> None:
+        offsets = {
+            TopicPartition(self._settings.input_topic, p): new for p, (_, new) in moves.items()
+        }
+        try:
+            await self._kafka.commit(offsets)
+        except KafkaError as exc:
+            # Postgres holds the real offsets; this copy only feeds lag tools, so a failed
+            # commit (typically mid-rebalance) costs nothing but a stale lag reading.
+            log.info("kafka offset commit skipped", extra={"error": repr(exc)})
+
+    # -- offsets and assignment --------------------------------------------------------------
+
+    async def partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        try:
+            async with self._batch_lock:
+                await self._adopt([tp for tp in assigned if tp.partition not in self._positions])
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            # The loop adopts these partitions before its next batch (_adopt_missing_partitions).
+            log.warning("could not read stored offsets at assignment", extra={"error": repr(exc)})
+
+    async def partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        # Waiting for the batch in flight keeps the next owner from redoing it needlessly.
+        async with self._batch_lock:
+            for tp in revoked:
+                self._positions.pop(tp.partition, None)
+
+    async def _adopt(self, partitions: Iterable[TopicPartition]) -> set[int]:
+        """Take ownership of partitions: read (or record) their offsets in Postgres, seek there.
+
+        With nothing stored yet a partition starts at its beginning: the merge is idempotent,
+        so replaying what an earlier deployment already applied changes nothing.
+        """
+        tps = [tp for tp in partitions if tp.topic == self._settings.input_topic]
+        if not tps:
+            return set()
+        beginnings = await self._kafka.beginning_offsets(tps)
+        stored = await self._store.claim_offsets(
+            self._settings.consumer_group,
+            self._settings.input_topic,
+            {tp.partition: beginnings[tp] for tp in tps},
+        )
+        for tp in tps:
+            self._kafka.seek(tp, stored[tp.partition])
+            self._positions[tp.partition] = stored[tp.partition]
+        log.info("partitions adopted", extra={"offsets": {str(p): o for p, o in stored.items()}})
+        return {tp.partition for tp in tps}
+
+    async def _adopt_missing_partitions(self) -> set[int]:
+        missing = [tp for tp in self._kafka.assignment() if tp.partition not in self._positions]
+        return await self._adopt(missing) if missing else set()
+
+    async def _resync(self) -> None:
+        stored = await self._store.stored_offsets(
+            self._settings.consumer_group, self._settings.input_topic
+        )
+        for tp in self._kafka.assignment():
+            if tp.partition in stored:
+                self._kafka.seek(tp, stored[tp.partition])
+                self._positions[tp.partition] = stored[tp.partition]
+
+    # -- reporting ---------------------------------------------------------------------------
+
+    def _report_progress(self) -> None:
+        lag = 0
+        for tp in self._kafka.assignment():
+            high = self._kafka.highwater(tp)
+            if high is not None and tp.partition in self._positions:
+                lag += max(0, high - self._positions[tp.partition])
+        self._metrics.consumer_lag.set(lag)
+        now = time.monotonic()
+        totals = self._totals
+        elapsed = now - totals.last_report
+        if elapsed < PROGRESS_INTERVAL_S or totals.records == totals.last_records:
+            return
+        log.info(
+            "progress",
+            extra={
+                "records": totals.records,
+                "events_applied": totals.events,
+                "dead_letters": totals.dead_letters,
+                "records_per_s": round((totals.records - totals.last_records) / elapsed, 1),
+                "lag": lag,
+            },
+        )
+        totals.last_report = now
+        totals.last_records = totals.records
+
+
+def _parse(record: ConsumerRecord, max_bytes: int) -> ParsedRecord | InvalidRecord:
+    try:
+        return parse_record(record.value, record.headers or (), max_bytes=max_bytes)
+    except InvalidRecord as exc:
+        return exc
+
+
+def _count_transition(m: WorkerMetrics, change: ReceiptChange) -> None:
+    after = change.after
+    before_status = None if change.before is None else change.before.status
+    channel = channel_label(after.channel)
+    if change.before is None:
+        m.receipts_created.labels(channel=channel).inc()
+    if before_status == after.status:
+        return
+    reached = STAGES_REACHED[after.status] - (
+        STAGES_REACHED[before_status] if before_status is not None else frozenset()
+    )
+    for stage in reached:
+        m.stage_reached.labels(channel=channel, stage=stage).inc()
+    if after.status in (Status.FAILED, Status.UNDELIVERED):
+        m.receipt_errors.labels(
+            channel=channel, error_code=error_code_label(after.error_code)
+        ).inc()
+    delay_s = max(0.0, (after.date_updated - after.date_created).total_seconds())
+    if after.status is Status.DELIVERED and "delivered" in reached:
+        m.time_to_delivered.labels(channel=channel).observe(delay_s)
+    elif after.status is Status.READ and "read" in reached:
+        m.time_to_read.labels(channel=channel).observe(delay_s)
+
+
+class _OffsetsInPostgres(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Rebalance hooks, delegated to the consumer that owns the positions."""
+
+    def __init__(self, owner: DeliveryConsumer) -> None:
+        self._owner = owner
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        await self._owner.partitions_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        await self._owner.partitions_assigned(assigned)

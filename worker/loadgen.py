@@ -1,0 +1,180 @@
+"""Synthetic receipt streams: realistic lifecycles, every input form, duplicates, disorder.
+
+Used by `worker produce` (to try the worker or size a deployment), by the tests and by bench/.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from email.utils import format_datetime
+from urllib.parse import urlencode
+
+import orjson
+
+from worker.events import ReceiptEvent, Status
+from worker.parsing import CLOUDEVENT_TYPE, WEBHOOK_EVENT_TYPE
+
+FORMS = ("cloudevent", "cloudevent_batch", "webhook_json", "webhook_form", "receipt_json")
+
+_EPOCH = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A Kafka record to produce: key, value and headers."""
+
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+def sid(prefix: str, rng: random.Random) -> str:
+    return prefix + f"{rng.getrandbits(128):032x}"
+
+
+def lifecycle(rng: random.Random, channel_prefix: str) -> list[tuple[Status, int | None]]:
+    """The statuses one receipt goes through, as Twilio would report them."""
+    roll = rng.random()
+    if roll < 0.05:
+        return [(Status.FAILED, rng.choice([30001, 30007, 63016]))]
+    if roll < 0.15:
+        return [(Status.SENT, None), (Status.UNDELIVERED, rng.choice([30003, 30005, 30006, 30008]))]
+    if roll < 0.25:
+        return [(Status.SENT, None)]
+    steps: list[tuple[Status, int | None]] = [(Status.SENT, None), (Status.DELIVERED, None)]
+    if channel_prefix == "WA" and rng.random() < 0.6:
+        steps.append((Status.READ, None))
+    return steps
+
+
+def generate_events(
+    messages: int, *, seed: int = 1, max_receipts: int = 5
+) -> Iterator[ReceiptEvent]:
+    """Events of `messages` messages with 1..max_receipts receipts each, in lifecycle order."""
+    rng = random.Random(seed)
+    account = sid("AC", rng)
+    service = sid("IS", rng)
+    for n in range(messages):
+        conversation = sid("CH", rng)
+        message = sid("IM", rng)
+        created = _EPOCH + timedelta(seconds=n)
+        for _ in range(rng.randint(1, max_receipts)):
+            prefix = rng.choice(("SM", "WA", "WA", "MM"))
+            receipt, participant, channel_message = sid("DY", rng), sid("MB", rng), sid(prefix, rng)
+            at = created
+            for status, error in lifecycle(rng, prefix):
+                at += timedelta(seconds=rng.randint(1, 30), microseconds=rng.randint(0, 999) * 1000)
+                yield ReceiptEvent(
+                    account_sid=account,
+                    chat_service_sid=service,
+                    conversation_sid=conversation,
+                    message_sid=message,
+                    receipt_sid=receipt,
+                    channel_message_sid=channel_message,
+                    participant_sid=participant,
+                    channel="whatsapp" if prefix == "WA" else "sms",
+                    status=status,
+                    error_code=error,
+                    date_created=created,
+                    date_updated=at,
+                )
+
+
+def disorder(
+    events: list[ReceiptEvent], *, seed: int = 1, duplicate_rate: float = 0.1, window: int = 50
+) -> list[ReceiptEvent]:
+    """Duplicate some events and shuffle within a sliding window, as retried webhooks arrive."""
+    rng = random.Random(seed)
+    out = [e for e in events for _ in range(2 if rng.random() < duplicate_rate else 1)]
+    for i in range(len(out)):
+        j = min(len(out) - 1, i + rng.randint(0, window))
+        out[i], out[j] = out[j], out[i]
+    return out
+
+
+def _iso(at: datetime, rng: random.Random) -> str:
+    """RFC 3339 in the spellings producers use: with or without fractions, Z or an offset."""
+    if at.microsecond == 0 and rng.random() < 0.5:
+        return at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if rng.random() < 0.2:
+        return at.astimezone(timezone(timedelta(hours=-5))).isoformat(timespec="milliseconds")
+    return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _pascal(e: ReceiptEvent, rng: random.Random) -> dict[str, object]:
+    return {
+        "AccountSid": e.account_sid,
+        "ChatServiceSid": e.chat_service_sid,
+        "ConversationSid": e.conversation_sid,
+        "MessageSid": e.message_sid,
+        "DeliveryReceiptSid": e.receipt_sid,
+        "ChannelMessageSid": e.channel_message_sid,
+        "ParticipantSid": e.participant_sid,
+        "Status": e.status.label,
+        "ErrorCode": e.error_code,
+        "DateCreated": _iso(e.date_created, rng),
+        "DateUpdated": _iso(e.date_updated, rng),
+    }
+
+
+def _cloudevent(e: ReceiptEvent, rng: random.Random) -> dict[str, object]:
+    return {
+        "specversion": "1.0",
+        "type": CLOUDEVENT_TYPE,
+        "source": f"/v1/Conversations/{e.conversation_sid}",
+        "id": sid("EZ", rng),
+        "time": _iso(e.date_updated, rng),
+        "datacontenttype": "application/json",
+        "data": _pascal(e, rng),
+    }
+
+
+def encode(e: ReceiptEvent, form: str, rng: random.Random) -> Record:
+    """One event as a Kafka record in the given input form, keyed by message SID."""
+    key = e.message_sid.encode()
+    if form in ("cloudevent", "cloudevent_batch"):
+        body = _cloudevent(e, rng)
+        value = orjson.dumps([body] if form == "cloudevent_batch" else body)
+        return Record(key, value, [("content-type", b"application/cloudevents+json")])
+    if form == "webhook_json":
+        value = orjson.dumps({"EventType": WEBHOOK_EVENT_TYPE, **_pascal(e, rng)})
+        return Record(key, value, [])
+    if form == "webhook_form":
+        fields = {"EventType": WEBHOOK_EVENT_TYPE, **_pascal(e, rng)}
+        fields["ErrorCode"] = "" if e.error_code is None else str(e.error_code)
+        fields["DateCreated"] = format_datetime(e.date_created)
+        fields["DateUpdated"] = format_datetime(e.date_updated)
+        if e.date_updated.microsecond:
+            # RFC 2822 has no fractions; keep this event's exact time in ISO form instead.
+            fields["DateUpdated"] = e.date_updated.isoformat()
+        if e.date_created.microsecond:
+            fields["DateCreated"] = e.date_created.isoformat()
+        value = urlencode({k: "" if v is None else v for k, v in fields.items()}).encode()
+        return Record(key, value, [("content-type", b"application/x-www-form-urlencoded")])
+    if form == "receipt_json":
+        value = orjson.dumps(
+            {
+                "sid": e.receipt_sid,
+                "account_sid": e.account_sid,
+                "chat_service_sid": e.chat_service_sid,
+                "conversation_sid": e.conversation_sid,
+                "message_sid": e.message_sid,
+                "channel_message_sid": e.channel_message_sid,
+                "participant_sid": e.participant_sid,
+                "status": e.status.label,
+                "error_code": e.error_code or 0,
+                "date_created": _iso(e.date_created, rng),
+                "date_updated": _iso(e.date_updated, rng),
+            }
+        )
+        return Record(key, value, [])
+    raise ValueError(f"unknown form {form!r}")
+
+
+def encode_mixed(events: list[ReceiptEvent], *, seed: int = 1) -> list[Record]:
+    """Each event in a form picked at random, so a stream exercises every parser path."""
+    rng = random.Random(seed)
+    return [encode(e, rng.choice(FORMS), rng) for e in events]

@@ -1,0 +1,137 @@
+"""Writes to Kafka: dead letters for bad records, and the outbox relay for summary events."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.structs import ConsumerRecord
+
+from worker.metrics import WorkerMetrics
+from worker.parsing import InvalidRecord
+from worker.retry import Backoff, is_transient
+from worker.store import OutboxRow, Store
+
+log = logging.getLogger(__name__)
+
+# DLQ header names. The original record's key, value and headers are kept untouched; these
+# are appended after them.
+H_REASON = "dlq.reason"
+H_ERROR = "dlq.error"
+H_ERROR_CLASS = "dlq.error.class"
+H_TOPIC = "dlq.source.topic"
+H_PARTITION = "dlq.source.partition"
+H_OFFSET = "dlq.source.offset"
+H_FAILED_AT = "dlq.failed.at"
+
+_MAX_ERROR_HEADER_CHARS = 500
+
+
+def dead_letter_headers(
+    record: ConsumerRecord, error: InvalidRecord, *, now: datetime | None = None
+) -> list[tuple[str, bytes]]:
+    """The record's own headers followed by the ones that say why and where it failed."""
+    when = (now or datetime.now(UTC)).isoformat()
+    return [
+        *(record.headers or ()),
+        (H_REASON, error.reason.encode()),
+        (H_ERROR, str(error)[:_MAX_ERROR_HEADER_CHARS].encode()),
+        (H_ERROR_CLASS, type(error).__name__.encode()),
+        (H_TOPIC, record.topic.encode()),
+        (H_PARTITION, str(record.partition).encode()),
+        (H_OFFSET, str(record.offset).encode()),
+        (H_FAILED_AT, when.encode()),
+    ]
+
+
+class Publisher:
+    """Sends to the summary and dead-letter topics and waits for the broker's acknowledgement."""
+
+    def __init__(self, producer: AIOKafkaProducer, *, summary_topic: str, dlq_topic: str) -> None:
+        self._producer = producer
+        self._summary_topic = summary_topic
+        self._dlq_topic = dlq_topic
+
+    async def dead_letter(self, failures: Sequence[tuple[ConsumerRecord, InvalidRecord]]) -> None:
+        pending = [
+            await self._producer.send(
+                self._dlq_topic,
+                value=record.value,
+                key=record.key,
+                headers=dead_letter_headers(record, error),
+            )
+            for record, error in failures
+        ]
+        await asyncio.gather(*pending)
+
+    async def publish_summaries(self, rows: Sequence[OutboxRow]) -> None:
+        pending = [
+            await self._producer.send(
+                self._summary_topic,
+                value=row.payload,
+                key=row.message_sid.encode(),
+                headers=[
+                    ("content-type", b"application/json"),
+                    ("summary-version", str(row.version).encode()),
+                ],
+            )
+            for row in rows
+        ]
+        await asyncio.gather(*pending)
+
+
+class OutboxRelay:
+    """Moves committed summary events from the outbox table to the summary topic.
+
+    It runs beside the consumer loop, so a summary topic that is down makes the outbox grow
+    without stopping consumption; the loop wakes it after each commit to keep latency low.
+    """
+
+    # When idle, look anyway: another replica may have crashed with rows in the outbox.
+    IDLE_POLL_S = 1.0
+    # A failed publish is retried after this; long enough not to spin, short enough to drain soon.
+    RETRY_DELAY_S = 1.0
+
+    def __init__(
+        self, store: Store, publisher: Publisher, metrics: WorkerMetrics, *, batch_rows: int
+    ) -> None:
+        self._store = store
+        self._publisher = publisher
+        self._metrics = metrics
+        self._batch_rows = batch_rows
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def drain(self) -> int:
+        """Publish until the outbox is empty; returns how many events went out."""
+        sent = 0
+        while True:
+            n = await self._store.drain_outbox(self._batch_rows, self._publisher.publish_summaries)
+            self._metrics.summaries_published.inc(n)
+            sent += n
+            if n < self._batch_rows:
+                return sent
+
+    async def run(self, stop: asyncio.Event) -> None:
+        backoff = Backoff(initial_s=self.RETRY_DELAY_S, max_s=5.0)
+        while not stop.is_set():
+            # Cleared before draining, so a wake-up that arrives during the drain is kept.
+            self._wake.clear()
+            try:
+                await self.drain()
+                self._metrics.outbox_backlog.set(await self._store.outbox_backlog())
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                log.warning("outbox publish failed; will retry", extra={"error": repr(exc)})
+                await backoff.sleep()
+                continue
+            backoff.reset()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.IDLE_POLL_S)

@@ -1,0 +1,330 @@
+"""PostgreSQL access: the batch transaction, stored offsets and the summary outbox.
+
+Every statement is set-based (unnest of arrays), so a batch costs a fixed number of round
+trips whatever its size. SQL is parameterised only; no value is ever formatted into a query.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import asyncpg
+
+from worker.events import ReceiptEvent, Status
+from worker.reduction import Counts, MessageDelta, ReceiptKey
+from worker.summaries import Summary
+
+
+class Fenced(Exception):
+    """Another consumer advanced the stored offsets: this batch is stale and must not commit."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    id: int
+    message_sid: str
+    version: int
+    payload: bytes
+
+
+_RECEIPT_COLUMNS = (
+    "message_sid, participant_sid, receipt_sid, account_sid, chat_service_sid, conversation_sid,"
+    " channel_message_sid, channel, status, error_code, date_created, date_updated"
+)
+
+_ADVANCE_OFFSETS = """
+UPDATE consumer_offsets AS o
+   SET next_offset = m.new_offset, updated_at = now()
+  FROM unnest($3::int[], $4::bigint[], $5::bigint[]) AS m(partition, expected, new_offset)
+ WHERE o.consumer_group = $1 AND o.topic = $2
+   AND o.partition = m.partition AND o.next_offset = m.expected
+"""
+
+# Sorted, so concurrent batches touching the same receipts lock them in one order.
+_LOCK_RECEIPTS = f"""
+SELECT {_RECEIPT_COLUMNS}
+  FROM delivery_receipts
+ WHERE (message_sid, participant_sid) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+ ORDER BY message_sid, participant_sid
+   FOR UPDATE
+"""
+
+_UPSERT_RECEIPTS = f"""
+INSERT INTO delivery_receipts ({_RECEIPT_COLUMNS})
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                     $7::text[], $8::text[], $9::text[], $10::int[], $11::timestamptz[],
+                     $12::timestamptz[])
+ON CONFLICT (message_sid, participant_sid) DO UPDATE SET
+    receipt_sid = excluded.receipt_sid,
+    account_sid = excluded.account_sid,
+    chat_service_sid = excluded.chat_service_sid,
+    conversation_sid = excluded.conversation_sid,
+    channel_message_sid = excluded.channel_message_sid,
+    channel = excluded.channel,
+    status = excluded.status,
+    error_code = excluded.error_code,
+    date_created = excluded.date_created,
+    date_updated = excluded.date_updated,
+    updated_at = now()
+"""
+
+_INSERT_HISTORY = """
+INSERT INTO delivery_receipt_history
+    (message_sid, participant_sid, receipt_sid, channel, status, error_code, date_updated)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[],
+                     $7::timestamptz[])
+ON CONFLICT DO NOTHING
+"""
+
+_APPLY_DELTAS = """
+INSERT INTO message_delivery_counts AS m
+    (message_sid, conversation_sid, account_sid, chat_service_sid, total, sent_count,
+     delivered_count, read_count, failed_count, undelivered_count, version)
+SELECT d.*, 1
+  FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::int[], $7::int[],
+              $8::int[], $9::int[], $10::int[]) AS d
+ ORDER BY 1
+ON CONFLICT (message_sid) DO UPDATE SET
+    total = m.total + excluded.total,
+    sent_count = m.sent_count + excluded.sent_count,
+    delivered_count = m.delivered_count + excluded.delivered_count,
+    read_count = m.read_count + excluded.read_count,
+    failed_count = m.failed_count + excluded.failed_count,
+    undelivered_count = m.undelivered_count + excluded.undelivered_count,
+    version = m.version + 1,
+    updated_at = now()
+RETURNING message_sid, conversation_sid, account_sid, chat_service_sid, total, sent_count,
+          delivered_count, read_count, failed_count, undelivered_count, version, updated_at
+"""
+
+_INSERT_OUTBOX = """
+INSERT INTO summary_outbox (message_sid, version, payload)
+SELECT * FROM unnest($1::text[], $2::bigint[], $3::bytea[])
+"""
+
+# SKIP LOCKED lets several replicas drain one outbox without waiting on each other.
+_CLAIM_OUTBOX = """
+DELETE FROM summary_outbox
+ WHERE id IN (SELECT id FROM summary_outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
+RETURNING id, message_sid, version, payload
+"""
+
+
+def _receipt_from_row(row: asyncpg.Record) -> ReceiptEvent:
+    return ReceiptEvent(
+        account_sid=row["account_sid"],
+        chat_service_sid=row["chat_service_sid"],
+        conversation_sid=row["conversation_sid"],
+        message_sid=row["message_sid"],
+        receipt_sid=row["receipt_sid"],
+        channel_message_sid=row["channel_message_sid"],
+        participant_sid=row["participant_sid"],
+        channel=row["channel"],
+        status=Status.from_label(row["status"]),
+        error_code=row["error_code"],
+        date_created=row["date_created"],
+        date_updated=row["date_updated"],
+    )
+
+
+class BatchTransaction:
+    """The statements of one batch, all inside one transaction on one connection."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+
+    async def advance_offsets(
+        self, group: str, topic: str, moves: Mapping[int, tuple[int, int]]
+    ) -> None:
+        """Move each partition's stored offset from `expected` to `new` (compare-and-set).
+
+        If any partition's stored offset is not what this worker last saw, another consumer
+        owns it now (or owned it meanwhile): raise Fenced so the whole batch rolls back.
+        """
+        partitions = sorted(moves)
+        status = await self._conn.execute(
+            _ADVANCE_OFFSETS,
+            group,
+            topic,
+            partitions,
+            [moves[p][0] for p in partitions],
+            [moves[p][1] for p in partitions],
+        )
+        if int(status.split()[-1]) != len(partitions):
+            raise Fenced(f"stored offsets moved for {topic} partitions {partitions}")
+
+    async def lock_receipts(self, keys: Iterable[ReceiptKey]) -> dict[ReceiptKey, ReceiptEvent]:
+        ordered = sorted(keys)
+        rows = await self._conn.fetch(
+            _LOCK_RECEIPTS, [k[0] for k in ordered], [k[1] for k in ordered]
+        )
+        return {(r["message_sid"], r["participant_sid"]): _receipt_from_row(r) for r in rows}
+
+    async def write_receipts(self, states: Sequence[ReceiptEvent]) -> None:
+        if not states:
+            return
+        ordered = sorted(states, key=lambda s: s.key)
+        await self._conn.execute(
+            _UPSERT_RECEIPTS,
+            [s.message_sid for s in ordered],
+            [s.participant_sid for s in ordered],
+            [s.receipt_sid for s in ordered],
+            [s.account_sid for s in ordered],
+            [s.chat_service_sid for s in ordered],
+            [s.conversation_sid for s in ordered],
+            [s.channel_message_sid for s in ordered],
+            [s.channel for s in ordered],
+            [s.status.label for s in ordered],
+            [s.error_code for s in ordered],
+            [s.date_created for s in ordered],
+            [s.date_updated for s in ordered],
+        )
+
+    async def write_history(self, events: Sequence[ReceiptEvent]) -> None:
+        if not events:
+            return
+        await self._conn.execute(
+            _INSERT_HISTORY,
+            [e.message_sid for e in events],
+            [e.participant_sid for e in events],
+            [e.receipt_sid for e in events],
+            [e.channel for e in events],
+            [e.status.label for e in events],
+            [e.error_code for e in events],
+            [e.date_updated for e in events],
+        )
+
+    async def apply_deltas(self, deltas: Sequence[MessageDelta]) -> list[Summary]:
+        """Add each message's count delta to its summary, bumping its version once."""
+        if not deltas:
+            return []
+        rows = await self._conn.fetch(
+            _APPLY_DELTAS,
+            [d.message_sid for d in deltas],
+            [d.conversation_sid for d in deltas],
+            [d.account_sid for d in deltas],
+            [d.chat_service_sid for d in deltas],
+            [d.delta.total for d in deltas],
+            [d.delta.sent for d in deltas],
+            [d.delta.delivered for d in deltas],
+            [d.delta.read for d in deltas],
+            [d.delta.failed for d in deltas],
+            [d.delta.undelivered for d in deltas],
+        )
+        return [
+            Summary(
+                message_sid=r["message_sid"],
+                conversation_sid=r["conversation_sid"],
+                account_sid=r["account_sid"],
+                chat_service_sid=r["chat_service_sid"],
+                counts=Counts(
+                    r["total"],
+                    r["sent_count"],
+                    r["delivered_count"],
+                    r["read_count"],
+                    r["failed_count"],
+                    r["undelivered_count"],
+                ),
+                version=r["version"],
+                updated_at=r["updated_at"],
+            )
+            for r in rows
+        ]
+
+    async def write_outbox(self, events: Sequence[tuple[str, int, bytes]]) -> None:
+        if not events:
+            return
+        await self._conn.execute(
+            _INSERT_OUTBOX,
+            [e[0] for e in events],
+            [e[1] for e in events],
+            [e[2] for e in events],
+        )
+
+
+class Store:
+    """The worker's PostgreSQL connection pool and the operations outside the batch."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    @classmethod
+    async def connect(cls, dsn: str, *, max_size: int = 4) -> Store:
+        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=max_size)
+        return cls(pool)
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def ping(self) -> None:
+        async with self._pool.acquire() as conn:
+            await conn.fetchval("SELECT 1")
+
+    @asynccontextmanager
+    async def batch(self) -> AsyncIterator[BatchTransaction]:
+        """One transaction: commits when the block ends, rolls back on any exception."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            yield BatchTransaction(conn)
+
+    async def claim_offsets(
+        self, group: str, topic: str, defaults: Mapping[int, int]
+    ) -> dict[int, int]:
+        """The stored next offset per partition, recording `defaults` where none is stored."""
+        partitions = sorted(defaults)
+        async with self._pool.acquire() as conn:
+            await conn.execute(
+                "INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset)"
+                " SELECT $1, $2, p, o FROM unnest($3::int[], $4::bigint[]) AS u(p, o)"
+                " ON CONFLICT DO NOTHING",
+                group,
+                topic,
+                partitions,
+                [defaults[p] for p in partitions],
+            )
+            rows = await conn.fetch(
+                "SELECT partition, next_offset FROM consumer_offsets"
+                " WHERE consumer_group = $1 AND topic = $2 AND partition = ANY($3::int[])",
+                group,
+                topic,
+                partitions,
+            )
+        return {r["partition"]: r["next_offset"] for r in rows}
+
+    async def stored_offsets(self, group: str, topic: str) -> dict[int, int]:
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT partition, next_offset FROM consumer_offsets"
+                " WHERE consumer_group = $1 AND topic = $2",
+                group,
+                topic,
+            )
+        return {r["partition"]: r["next_offset"] for r in rows}
+
+    async def drain_outbox(
+        self, limit: int, publish: Callable[[list[OutboxRow]], Awaitable[None]]
+    ) -> int:
+        """Claim up to `limit` outbox rows, publish them, and delete them only if that worked.
+
+        The rows stay locked while `publish` runs; if it raises, the transaction rolls back
+        and the rows are published later (at least once; readers dedupe by version).
+        """
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(_CLAIM_OUTBOX, limit)
+            if not rows:
+                return 0
+            claimed = sorted(
+                (
+                    OutboxRow(r["id"], r["message_sid"], r["version"], bytes(r["payload"]))
+                    for r in rows
+                ),
+                key=lambda row: row.id,
+            )
+            await publish(claimed)
+            return len(claimed)
+
+    async def outbox_backlog(self) -> int:
+        async with self._pool.acquire() as conn:
+            count: int = await conn.fetchval("SELECT count(*) FROM summary_outbox")
+        return count
