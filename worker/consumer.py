@@ -19,6 +19,7 @@ from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from worker.config import Settings
 from worker.events import ReceiptEvent, Status
+from worker.faults import CrashPoints
 from worker.http import Health
 from worker.metrics import WorkerMetrics, channel_label, error_code_label
 from worker.parsing import InvalidRecord, ParsedRecord, parse_record
@@ -62,8 +63,10 @@ class DeliveryConsumer:
         relay: OutboxRelay,
         metrics: WorkerMetrics,
         health: Health,
+        crash_points: CrashPoints | None = None,
     ) -> None:
         self._settings = settings
+        self._crash = crash_points or CrashPoints()
         self._kafka = kafka
         self._store = store
         self._publisher = publisher
@@ -142,7 +145,9 @@ class DeliveryConsumer:
         self._metrics.batch_duration.observe(time.perf_counter() - started)
         if moves:
             # Outside the batch lock: a commit can wait on a rebalance, which waits on the lock.
+            self._crash.reached("before_kafka_commit")
             await self._commit_to_kafka(moves)
+            self._crash.reached("after_kafka_commit")
 
     async def _apply(self, items: Sequence[_Item]) -> dict[int, tuple[int, int]]:
         """Apply the records this worker still owns; returns the offset moves it committed."""
@@ -192,6 +197,8 @@ class DeliveryConsumer:
             await tx.write_outbox(
                 [(s.message_sid, s.version, encode_summary_event(s)) for s in summaries]
             )
+            self._crash.reached("before_db_commit")
+        self._crash.reached("after_db_commit")
 
         for p, (_, new) in moves.items():
             self._positions[p] = new

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from aiokafka import AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
+from worker.faults import CrashPoints
 from worker.metrics import WorkerMetrics
 from worker.parsing import InvalidRecord
 from worker.retry import Backoff, is_transient
@@ -97,10 +98,17 @@ class OutboxRelay:
     RETRY_DELAY_S = 1.0
 
     def __init__(
-        self, store: Store, publisher: Publisher, metrics: WorkerMetrics, *, batch_rows: int
+        self,
+        store: Store,
+        publisher: Publisher,
+        metrics: WorkerMetrics,
+        *,
+        batch_rows: int,
+        crash_points: CrashPoints | None = None,
     ) -> None:
         self._store = store
         self._publisher = publisher
+        self._crash = crash_points or CrashPoints()
         self._metrics = metrics
         self._batch_rows = batch_rows
         self._wake = asyncio.Event()
@@ -112,11 +120,16 @@ class OutboxRelay:
         """Publish until the outbox is empty; returns how many events went out."""
         sent = 0
         while True:
-            n = await self._store.drain_outbox(self._batch_rows, self._publisher.publish_summaries)
+            n = await self._store.drain_outbox(self._batch_rows, self._publish)
             self._metrics.summaries_published.inc(n)
             sent += n
             if n < self._batch_rows:
                 return sent
+
+    async def _publish(self, rows: Sequence[OutboxRow]) -> None:
+        self._crash.reached("before_publish")
+        await self._publisher.publish_summaries(rows)
+        self._crash.reached("after_publish")
 
     async def run(self, stop: asyncio.Event) -> None:
         backoff = Backoff(initial_s=self.RETRY_DELAY_S, max_s=5.0)

@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from worker.config import Settings
 from worker.consumer import DeliveryConsumer
+from worker.faults import CrashPoints
 from worker.http import Health, create_app, start_http
 from worker.kafka import create_consumer, create_producer
 from worker.metrics import WorkerMetrics
@@ -66,9 +67,18 @@ async def run_worker(
         publisher = Publisher(
             producer, summary_topic=settings.summary_topic, dlq_topic=settings.dlq_topic
         )
-        relay = OutboxRelay(store, publisher, metrics, batch_rows=settings.outbox_batch_rows)
+        crash_points = CrashPoints.from_env()  # test-only; off unless WORKER_CRASH_AT is set
+        relay = OutboxRelay(
+            store,
+            publisher,
+            metrics,
+            batch_rows=settings.outbox_batch_rows,
+            crash_points=crash_points,
+        )
         kafka = create_consumer(settings)
-        consumer = DeliveryConsumer(settings, kafka, store, publisher, relay, metrics, health)
+        consumer = DeliveryConsumer(
+            settings, kafka, store, publisher, relay, metrics, health, crash_points
+        )
         kafka.subscribe([settings.input_topic], listener=consumer.rebalance_listener())
         await _until_up("kafka consumer", lambda: _start(kafka), stop, health)
         health.set_ready(True)

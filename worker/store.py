@@ -112,7 +112,8 @@ RETURNING id, message_sid, version, payload
 """
 
 
-def _receipt_from_row(row: asyncpg.Record) -> ReceiptEvent:
+def receipt_from_row(row: asyncpg.Record) -> ReceiptEvent:
+    """A delivery_receipts row as the receipt state it stores."""
     return ReceiptEvent(
         account_sid=row["account_sid"],
         chat_service_sid=row["chat_service_sid"],
@@ -160,7 +161,7 @@ class BatchTransaction:
         rows = await self._conn.fetch(
             _LOCK_RECEIPTS, [k[0] for k in ordered], [k[1] for k in ordered]
         )
-        return {(r["message_sid"], r["participant_sid"]): _receipt_from_row(r) for r in rows}
+        return {(r["message_sid"], r["participant_sid"]): receipt_from_row(r) for r in rows}
 
     async def write_receipts(self, states: Sequence[ReceiptEvent]) -> None:
         if not states:

@@ -13,7 +13,6 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from worker.config import Settings
-from worker.events import ReceiptEvent, Status
 from worker.loadgen import Record
 from worker.metrics import WorkerMetrics
 from worker.service import run_worker
@@ -175,23 +174,6 @@ async def running_worker(
     finally:
         stop.set()
         await asyncio.wait_for(task, settings.shutdown_grace_s + 10)
-
-
-def receipt_from_row(row: asyncpg.Record) -> ReceiptEvent:
-    return ReceiptEvent(
-        account_sid=row["account_sid"],
-        chat_service_sid=row["chat_service_sid"],
-        conversation_sid=row["conversation_sid"],
-        message_sid=row["message_sid"],
-        receipt_sid=row["receipt_sid"],
-        channel_message_sid=row["channel_message_sid"],
-        participant_sid=row["participant_sid"],
-        channel=row["channel"],
-        status=Status.from_label(row["status"]),
-        error_code=row["error_code"],
-        date_created=row["date_created"],
-        date_updated=row["date_updated"],
-    )
 
 
 def metric_value(metrics: WorkerMetrics, name: str, **labels: str) -> float:

@@ -14,7 +14,6 @@ from tests.integration.support import (
     metric_value,
     produce,
     read_topic,
-    receipt_from_row,
     running_worker,
     stored_offsets,
     wait_caught_up,
@@ -24,6 +23,7 @@ from worker.config import Settings
 from worker.loadgen import Record, disorder, encode_mixed, generate_events
 from worker.metrics import WorkerMetrics
 from worker.reduction import coalesce, delivery_object, distinct_history, recount
+from worker.store import receipt_from_row
 from worker.summaries import EVENT_TYPE
 
 pytestmark = pytest.mark.integration
