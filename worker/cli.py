@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
+import prometheus_client
+
 from worker import __version__
 from worker.config import ConfigError, Settings
 from worker.logs import configure_logging
@@ -129,6 +131,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"delivery-receipts-worker: configuration error: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
+    # The *_created series double the series count and no dashboard or rule reads them.
+    prometheus_client.disable_created_metrics()
+    try:
+        _dispatch(args, settings)
+    except Exception:
+        # One JSON line with the traceback, then a non-zero exit for the orchestrator to see.
+        log.exception("command failed", extra={"command": args.command})
+        return 1
+    return 0
+
+
+def _dispatch(args: argparse.Namespace, settings: Settings) -> None:
     runner = _runner()
     if args.command == "migrate":
         from worker.migrate import apply_migrations
@@ -154,7 +168,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         runner(_produce(settings, args.messages, args.seed, args.duplicate_rate, args.rate))
     elif args.command == "tail":
         runner(_tail(settings, args.limit, args.timeout_s))
-    return 0
 
 
 def _runner() -> Callable[[Coroutine[Any, Any, T]], T]:

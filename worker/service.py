@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from worker.config import Settings
 from worker.consumer import DeliveryConsumer
 from worker.faults import CrashPoints
-from worker.http import Health, create_app, start_http
+from worker.http import DependencyCheck, Health, create_app, start_http
 from worker.kafka import create_consumer, create_producer
 from worker.metrics import WorkerMetrics
 from worker.publisher import OutboxRelay, Publisher
@@ -81,6 +81,7 @@ async def run_worker(
         )
         kafka.subscribe([settings.input_topic], listener=consumer.rebalance_listener())
         await _until_up("kafka consumer", lambda: _start(kafka), stop, health)
+        health.set_dependency_check(_dependency_check(store, kafka))
         health.set_ready(True)
         log.info("worker running", extra={"input_topic": settings.input_topic})
         await _run_until_stopped(consumer, relay, stop, settings.shutdown_grace_s)
@@ -140,6 +141,14 @@ async def _until_up(
                 "dependency unavailable; retrying", extra={"dependency": what, "error": repr(exc)}
             )
             await backoff.sleep()
+
+
+def _dependency_check(store: Store, kafka: AIOKafkaConsumer) -> DependencyCheck:
+    async def check() -> None:
+        await store.ping()
+        await kafka.topics()  # a metadata round trip to the cluster
+
+    return check
 
 
 async def _started_producer(settings: Settings) -> AIOKafkaProducer:
