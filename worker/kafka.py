@@ -10,7 +10,7 @@ from aiokafka.helpers import create_ssl_context
 from worker.config import Settings
 
 # Dead letters carry the original record whatever its size, so the producer must accept
-# more than MAX_RECORD_BYTES; the DLQ topic's max.message.bytes must match (docs/operations.md).
+# more than MAX_RECORD_BYTES; the DLQ topic's max.message.bytes must allow it too (README).
 PRODUCER_MAX_REQUEST_BYTES = 4 * 1024 * 1024
 
 
