@@ -18,7 +18,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -203,6 +203,7 @@ class KafkaBroker:
         heap_max: str = "768m",
         start_timeout_s: float = 90.0,
         extra_properties: Mapping[str, str] | None = None,
+        format_args: Sequence[str] = (),
     ) -> None:
         self._port = port if port is not None else free_port()
         self._controller_port = controller_port if controller_port is not None else free_port()
@@ -210,6 +211,8 @@ class KafkaBroker:
         self._heap_max = heap_max
         self._start_timeout_s = start_timeout_s
         self._extra_properties = dict(extra_properties or {})
+        # Extra StorageTool arguments, e.g. ("--add-scram", "SCRAM-SHA-256=[name=u,password=p]").
+        self._format_args = tuple(format_args)
         self._data_dir: Path | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._atexit_registered = False
@@ -438,6 +441,7 @@ logger.authorizer.level = WARN
                 _new_cluster_id(),
                 "-c",
                 "server.properties",
+                *self._format_args,
             ],
             cwd=data_dir,
             stdin=subprocess.DEVNULL,

@@ -132,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     configure_logging(settings.log_level)
     # The *_created series double the series count and no dashboard or rule reads them.
-    prometheus_client.disable_created_metrics()
+    prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
     try:
         _dispatch(args, settings)
     except Exception:

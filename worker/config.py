@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, TypeVar
+from urllib.parse import unquote_plus
 
 T = TypeVar("T")
 
@@ -36,6 +37,7 @@ class Settings:
     shutdown_grace_s: float = 20.0
     liveness_timeout_s: float = 60.0
     outbox_batch_rows: int = 1000
+    kafka_session_timeout_ms: int = 10000
     log_level: str = "INFO"
     kafka_security_protocol: str = "PLAINTEXT"
     kafka_sasl_mechanism: str | None = None
@@ -97,6 +99,8 @@ class Settings:
         _in_range("SHUTDOWN_GRACE_S", self.shutdown_grace_s, 1, 3600)
         _in_range("LIVENESS_TIMEOUT_S", self.liveness_timeout_s, 1, 3600)
         _in_range("OUTBOX_BATCH_ROWS", self.outbox_batch_rows, 1, 100_000)
+        # The broker also bounds it (group.min/max.session.timeout.ms: 6 s to 30 min by default).
+        _in_range("KAFKA_SESSION_TIMEOUT_MS", self.kafka_session_timeout_ms, 1000, 1_800_000)
         _one_of("LOG_LEVEL", self.log_level, _LOG_LEVELS)
         _one_of("KAFKA_SECURITY_PROTOCOL", self.kafka_security_protocol, _SECURITY_PROTOCOLS)
         if self.kafka_security_protocol.startswith("SASL_"):
@@ -133,6 +137,7 @@ _INT_FIELDS = {
     "batch_timeout_ms",
     "max_record_bytes",
     "outbox_batch_rows",
+    "kafka_session_timeout_ms",
 }
 _FLOAT_FIELDS = {"shutdown_grace_s", "liveness_timeout_s"}
 _UPPER_FIELDS = {"log_level", "kafka_security_protocol", "kafka_sasl_mechanism"}
@@ -167,10 +172,20 @@ def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> None:
         raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
 
 
+# libpq/asyncpg also take secrets as query parameters: ?password=...&sslpassword=...
+_SECRET_QUERY_PARAMS = frozenset({"password", "sslpassword"})
+
+
 def _mask_url_password(url: str) -> str:
     scheme, sep, rest = url.partition("://")
     userinfo, at, host = rest.rpartition("@")
-    if not at or ":" not in userinfo:
-        return url
-    user = userinfo.split(":", 1)[0]
-    return f"{scheme}{sep}{user}:***@{host}"
+    if at and ":" in userinfo:
+        userinfo = userinfo.split(":", 1)[0] + ":***"
+    # Masked after the userinfo, so a raw '?' or '@' in either secret cannot shield the other.
+    head, qmark, query = f"{scheme}{sep}{userinfo}{at}{host}".partition("?")
+    masked = []
+    for item in query.split("&"):
+        name, eq, _ = item.partition("=")
+        secret = unquote_plus(name).strip().lower() in _SECRET_QUERY_PARAMS
+        masked.append(f"{name}=***" if eq and secret else item)
+    return head + qmark + "&".join(masked)

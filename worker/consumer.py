@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -33,6 +34,10 @@ log = logging.getLogger(__name__)
 
 # A progress line this often on long runs: enough to see a replay move, not enough to be noise.
 PROGRESS_INTERVAL_S = 10.0
+# Readiness reason of a failed fetch; the next successful fetch clears it.
+_FETCH_FAILED = "kafka fetch: "
+# Records parsed between yields to the event loop while the previous batch's transaction runs.
+_PARSE_CHUNK = 250
 
 
 @dataclass(slots=True)
@@ -40,6 +45,15 @@ class _Item:
     record: ConsumerRecord
     result: ParsedRecord | InvalidRecord
     dead_lettered: bool = False
+
+
+@dataclass(slots=True)
+class _Batch:
+    """Parsed records, with each partition's seek epoch as it was when they were fetched."""
+
+    items: list[_Item]
+    epochs: dict[int, int]
+    parse_s: float = 0.0
 
 
 @dataclass(slots=True)
@@ -75,6 +89,9 @@ class DeliveryConsumer:
         self._health = health
         # Stored next offset of each partition this worker owns, as it last read or wrote it.
         self._positions: dict[int, int] = {}
+        # Bumped whenever a partition is seeked or revoked: records fetched before that are
+        # not the continuation of the stored offset, so a batch fetched ahead drops them.
+        self._epochs: dict[int, int] = {}
         # Held while a batch is applied, so a rebalance waits for it instead of racing it.
         self._batch_lock = asyncio.Lock()
         self._totals = _Totals()
@@ -84,42 +101,83 @@ class DeliveryConsumer:
 
     async def run(self, stop: asyncio.Event) -> None:
         backoff = Backoff()
-        while not stop.is_set():
-            try:
-                fetched = await self._kafka.getmany(
-                    timeout_ms=self._settings.batch_timeout_ms,
-                    max_records=self._settings.batch_max_records,
-                )
-            except KafkaError as exc:
-                self._health.set_ready(False, f"kafka: {type(exc).__name__}")
-                log.warning("fetch failed; will retry", extra={"error": repr(exc)})
-                await backoff.sleep()
-                continue
-            backoff.reset()
-            self._health.progress()
-            records = [r for batch in fetched.values() for r in batch]
-            if records:
-                await self._process(records, stop)
-            self._report_progress()
+        # Pipelined: while one batch's transaction runs, the next batch is fetched and parsed,
+        # so Python work overlaps the database's. Batches still commit one at a time, in order.
+        in_flight: asyncio.Task[None] | None = None
+        try:
+            while not stop.is_set():
+                try:
+                    fetched = await self._kafka.getmany(
+                        timeout_ms=self._settings.batch_timeout_ms,
+                        max_records=self._settings.batch_max_records,
+                    )
+                except KafkaError as exc:
+                    self._health.set_ready(False, f"{_FETCH_FAILED}{type(exc).__name__}")
+                    log.warning("fetch failed; will retry", extra={"error": repr(exc)})
+                    await backoff.sleep()
+                    continue
+                backoff.reset()
+                if self._health.reason.startswith(_FETCH_FAILED):
+                    # Fetching works again; a quiet topic may bring no batch to say so, and
+                    # /readyz still probes both dependencies while ready.
+                    self._health.set_ready(True)
+                self._health.progress()
+                records = [r for batch in fetched.values() for r in batch]
+                if records:
+                    batch = await self._prepare(records)
+                    if in_flight is not None:
+                        await in_flight  # re-raises what stopped it
+                    in_flight = asyncio.create_task(self._process(batch, stop))
+                elif in_flight is not None and in_flight.done():
+                    await in_flight
+                    in_flight = None
+                self._report_progress()
+            if in_flight is not None:
+                await in_flight
+        finally:
+            if in_flight is not None and not in_flight.done():
+                # Cancelled (grace period over): cancelling the batch rolls its transaction back.
+                in_flight.cancel()
+                await asyncio.wait([in_flight])
 
     # -- one batch ---------------------------------------------------------------------------
 
-    async def _process(self, records: Sequence[ConsumerRecord], stop: asyncio.Event) -> None:
+    async def _prepare(self, records: Sequence[ConsumerRecord]) -> _Batch:
+        """Parse a fetched batch (pure), yielding now and then so the batch in flight moves."""
         started = time.perf_counter()
+        epochs = self._epochs
+        batch = _Batch([], {r.partition: epochs.get(r.partition, 0) for r in records})
         self._metrics.records_consumed.inc(len(records))
         self._metrics.batch_size.observe(len(records))
         max_bytes = self._settings.max_record_bytes
-        items = [_Item(r, _parse(r, max_bytes)) for r in records]
+        for start in range(0, len(records), _PARSE_CHUNK):
+            if start:
+                await asyncio.sleep(0)
+            batch.items.extend(
+                _Item(r, _parse(r, max_bytes)) for r in records[start : start + _PARSE_CHUNK]
+            )
+        batch.parse_s = time.perf_counter() - started
+        return batch
+
+    async def _process(self, batch: _Batch, stop: asyncio.Event) -> None:
+        started = time.perf_counter() - batch.parse_s  # batch duration: parse + transaction
+        items = batch.items
         backoff = Backoff()
         while True:
             try:
                 async with self._batch_lock:
                     # Partitions not adopted yet (their assignment hook has not run, or could
-                    # not reach Postgres) are adopted now; adopting seeks, so their records
-                    # in hand are dropped and fetched again from the stored offset.
-                    adopted = await self._adopt_missing_partitions()
-                    if adopted:
-                        kept = [i for i in items if i.record.partition not in adopted]
+                    # not reach Postgres) are adopted now. Adopting, a revocation or a resync
+                    # seeks, so records in hand fetched before it are dropped (they are
+                    # fetched again from the stored offset).
+                    await self._adopt_missing_partitions()
+                    epochs = self._epochs
+                    kept = [
+                        i
+                        for i in items
+                        if epochs.get(i.record.partition, 0) == batch.epochs[i.record.partition]
+                    ]
+                    if len(kept) < len(items):
                         self._metrics.stale_records.inc(len(items) - len(kept))
                         items = kept
                     moves = await self._apply(items)
@@ -137,7 +195,10 @@ class DeliveryConsumer:
                 self._metrics.batch_retries.labels(reason=where).inc()
                 self._health.set_ready(False, f"{where}: {type(exc).__name__}")
                 if stop.is_set():
-                    # Nothing of this batch is committed, so the next owner simply redoes it.
+                    # Nothing of this batch is committed, so the next owner simply redoes it;
+                    # a batch fetched after it must not commit past it either.
+                    for p in {i.record.partition for i in items}:
+                        self._epochs[p] = self._epochs.get(p, 0) + 1
                     log.warning("stopping; batch abandoned uncommitted", extra={"error": repr(exc)})
                     return
                 log.warning("batch failed; will retry", extra={"error": repr(exc)})
@@ -224,8 +285,7 @@ class DeliveryConsumer:
             m.events_skipped.labels(reason=reason).inc()
         for error in failures:
             m.dead_letters.labels(reason=error.reason).inc()
-        for change in changes:
-            _count_transition(m, change)
+        _count_transitions(m, changes)
         self._totals.records += records
         self._totals.events += len(events)
         self._totals.dead_letters += len(failures)
@@ -258,6 +318,7 @@ class DeliveryConsumer:
         async with self._batch_lock:
             for tp in revoked:
                 self._positions.pop(tp.partition, None)
+                self._epochs[tp.partition] = self._epochs.get(tp.partition, 0) + 1
 
     async def _adopt(self, partitions: Iterable[TopicPartition]) -> set[int]:
         """Take ownership of partitions: read (or record) their offsets in Postgres, seek there.
@@ -277,6 +338,7 @@ class DeliveryConsumer:
         for tp in tps:
             self._kafka.seek(tp, stored[tp.partition])
             self._positions[tp.partition] = stored[tp.partition]
+            self._epochs[tp.partition] = self._epochs.get(tp.partition, 0) + 1
         log.info("partitions adopted", extra={"offsets": {str(p): o for p, o in stored.items()}})
         return {tp.partition for tp in tps}
 
@@ -292,6 +354,7 @@ class DeliveryConsumer:
             if tp.partition in stored:
                 self._kafka.seek(tp, stored[tp.partition])
                 self._positions[tp.partition] = stored[tp.partition]
+                self._epochs[tp.partition] = self._epochs.get(tp.partition, 0) + 1
 
     # -- reporting ---------------------------------------------------------------------------
 
@@ -328,28 +391,47 @@ def _parse(record: ConsumerRecord, max_bytes: int) -> ParsedRecord | InvalidReco
         return exc
 
 
-def _count_transition(m: WorkerMetrics, change: ReceiptChange) -> None:
-    after = change.after
-    before_status = None if change.before is None else change.before.status
-    channel = channel_label(after.channel)
-    if change.before is None:
-        m.receipts_created.labels(channel=channel).inc()
-    if before_status == after.status:
-        return
-    reached = STAGES_REACHED[after.status] - (
-        STAGES_REACHED[before_status] if before_status is not None else frozenset()
-    )
-    for stage in reached:
-        m.stage_reached.labels(channel=channel, stage=stage).inc()
-    if after.status in (Status.FAILED, Status.UNDELIVERED):
-        m.receipt_errors.labels(
-            channel=channel, error_code=error_code_label(after.error_code)
-        ).inc()
-    delay_s = max(0.0, (after.date_updated - after.date_created).total_seconds())
-    if after.status is Status.DELIVERED and "delivered" in reached:
-        m.time_to_delivered.labels(channel=channel).observe(delay_s)
-    elif after.status is Status.READ and "read" in reached:
-        m.time_to_read.labels(channel=channel).observe(delay_s)
+def _count_transitions(m: WorkerMetrics, changes: Iterable[ReceiptChange]) -> None:
+    """Per-channel receipt metrics of a batch: tallied first, then one inc per label set."""
+    created: Counter[str] = Counter()
+    reached_by: Counter[tuple[str, str]] = Counter()
+    errors: Counter[tuple[str, str]] = Counter()
+    to_delivered: defaultdict[str, list[float]] = defaultdict(list)
+    to_read: defaultdict[str, list[float]] = defaultdict(list)
+    labels: dict[str, str] = {}
+    for change in changes:
+        after = change.after
+        before_status = None if change.before is None else change.before.status
+        channel = labels.get(after.channel)
+        if channel is None:
+            channel = labels[after.channel] = channel_label(after.channel)
+        if change.before is None:
+            created[channel] += 1
+        if before_status == after.status:
+            continue
+        reached = STAGES_REACHED[after.status] - (
+            STAGES_REACHED[before_status] if before_status is not None else frozenset()
+        )
+        for stage in reached:
+            reached_by[(channel, stage)] += 1
+        if after.status in (Status.FAILED, Status.UNDELIVERED):
+            errors[(channel, error_code_label(after.error_code))] += 1
+        delay_s = max(0.0, (after.date_updated - after.date_created).total_seconds())
+        if after.status is Status.DELIVERED and "delivered" in reached:
+            to_delivered[channel].append(delay_s)
+        elif after.status is Status.READ and "read" in reached:
+            to_read[channel].append(delay_s)
+    for channel, n in created.items():
+        m.receipts_created.labels(channel=channel).inc(n)
+    for (channel, stage), n in reached_by.items():
+        m.stage_reached.labels(channel=channel, stage=stage).inc(n)
+    for (channel, code), n in errors.items():
+        m.receipt_errors.labels(channel=channel, error_code=code).inc(n)
+    for histogram, observed in ((m.time_to_delivered, to_delivered), (m.time_to_read, to_read)):
+        for channel, delays in observed.items():
+            child = histogram.labels(channel=channel)
+            for delay_s in delays:
+                child.observe(delay_s)
 
 
 class _OffsetsInPostgres(ConsumerRebalanceListener):  # type: ignore[misc]

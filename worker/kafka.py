@@ -32,6 +32,11 @@ def client_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
+def heartbeat_interval_ms(session_timeout_ms: int) -> int:
+    """A third of the session timeout (Kafka's advice), at most aiokafka's default of 3 s."""
+    return max(100, min(3000, session_timeout_ms // 3))
+
+
 def create_consumer(settings: Settings) -> AIOKafkaConsumer:
     return AIOKafkaConsumer(
         group_id=settings.consumer_group,
@@ -40,6 +45,10 @@ def create_consumer(settings: Settings) -> AIOKafkaConsumer:
         # Only committed records of transactional producers; plain producers are unaffected.
         isolation_level="read_committed",
         max_partition_fetch_bytes=max(1024 * 1024, 2 * settings.max_record_bytes),
+        # A replica that stops heartbeating (crashed, paused) loses its partitions after this;
+        # rebalances wait at most this long for members to rejoin (aiokafka's default).
+        session_timeout_ms=settings.kafka_session_timeout_ms,
+        heartbeat_interval_ms=heartbeat_interval_ms(settings.kafka_session_timeout_ms),
         **client_options(settings),
     )
 

@@ -41,6 +41,8 @@ REASONS: Final = frozenset(
 
 _SID_BODY = re.compile(r"[0-9a-fA-F]{32}")
 _ANY_PREFIX = re.compile(r"[A-Z]{2}")
+# The spelling nearly every SID arrives in (lower-case hex): accepted as is in one match.
+_CANONICAL_SID = re.compile(r"[A-Z]{2}[0-9a-f]{32}")
 _CHANNEL = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 _MAX_FORM_FIELDS = 200
 _MAX_ERROR_CODE = 2**31 - 1  # stored as a Postgres integer
@@ -272,6 +274,8 @@ def _string(doc: Mapping[str, object], name: str) -> str | None:
 
 
 def _check_sid(name: str, value: str, prefix: str | None) -> str:
+    if _CANONICAL_SID.fullmatch(value) is not None and (prefix is None or value[:2] == prefix):
+        return value  # the hot path: already valid and normalised
     head, body = value[:2], value[2:]
     ok = len(value) == 34 and _SID_BODY.fullmatch(body) is not None
     ok = ok and (head == prefix if prefix else _ANY_PREFIX.fullmatch(head) is not None)
@@ -336,7 +340,10 @@ def _error_code(doc: Mapping[str, object], name: str) -> int | None:
         # A form body carries every value as a string.
         if not value.isascii() or not value.isdigit():
             raise InvalidRecord("invalid_error_code", f"{name}: {value!r:.40} is not an integer")
-        value = int(value)
+        if len(value.lstrip("0")) > 10:
+            # int() refuses strings over 4300 digits (ValueError) and is slow well before that.
+            raise InvalidRecord("invalid_error_code", f"{name}: {value!r:.40} is out of range")
+        value = int(value.lstrip("0") or "0")
     if value < 0 or value > _MAX_ERROR_CODE:
         raise InvalidRecord("invalid_error_code", f"{name}: {value} is out of range")
     return value or None

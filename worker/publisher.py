@@ -96,6 +96,9 @@ class OutboxRelay:
     IDLE_POLL_S = 1.0
     # A failed publish is retried after this; long enough not to spin, short enough to drain soon.
     RETRY_DELAY_S = 1.0
+    # The backlog gauge is also refreshed this often on its own: while the summary topic is
+    # away a publish blocks for the producer's request timeout, and the outbox grows meanwhile.
+    BACKLOG_POLL_S = 5.0
 
     def __init__(
         self,
@@ -132,6 +135,22 @@ class OutboxRelay:
         self._crash.reached("after_publish")
 
     async def run(self, stop: asyncio.Event) -> None:
+        watcher = asyncio.create_task(self._watch_backlog(stop), name="outbox-backlog")
+        try:
+            await self._relay(stop)
+        finally:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+
+    async def _watch_backlog(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await asyncio.sleep(self.BACKLOG_POLL_S)
+            try:
+                self._metrics.outbox_backlog.set(await self._store.outbox_backlog())
+            except Exception as exc:  # a gauge refresh must never stop the worker
+                log.info("outbox backlog not refreshed", extra={"error": repr(exc)})
+
+    async def _relay(self, stop: asyncio.Event) -> None:
         backoff = Backoff(initial_s=self.RETRY_DELAY_S, max_s=5.0)
         while not stop.is_set():
             # Cleared before draining, so a wake-up that arrives during the drain is kept.

@@ -32,6 +32,8 @@ def test_environment_and_overrides() -> None:
         ({"HTTP_PORT": "eighty"}, "HTTP_PORT"),
         ({"HTTP_PORT": "70000"}, "HTTP_PORT"),
         ({"BATCH_MAX_RECORDS": "0"}, "BATCH_MAX_RECORDS"),
+        ({"KAFKA_SESSION_TIMEOUT_MS": "500"}, "KAFKA_SESSION_TIMEOUT_MS"),
+        ({"KAFKA_SESSION_TIMEOUT_MS": "6s"}, "KAFKA_SESSION_TIMEOUT_MS"),
         ({"SHUTDOWN_GRACE_S": "soon"}, "SHUTDOWN_GRACE_S"),
         ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
         ({"SUMMARY_TOPIC": "delivery-events"}, "SUMMARY_TOPIC"),

@@ -1,0 +1,60 @@
+"""The benchmark runs end to end at tiny sizes and reports sane figures (no timing thresholds)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench.run import Stack, build_parser, run_scenarios, summary_line
+from devstack.kafka import KafkaBroker
+from devstack.postgres import PostgresServer
+
+pytestmark = pytest.mark.integration
+
+
+async def test_bench_runs_every_scenario_at_tiny_sizes(
+    kafka_broker: KafkaBroker, postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    args = build_parser().parse_args(
+        [
+            "--scenario=all",
+            "--events=3000",
+            "--partitions=3",
+            "--latency-rate=500",
+            "--latency-seconds=3",
+            "--rss-events=3000",
+            "--rss-messages=800",
+            "--replay-events=2000",
+            "--replica-events=2000",
+        ]
+    )
+    stack = Stack(kafka_broker, postgres_server, tmp_path, {"BATCH_MAX_RECORDS": "500"}, None)
+    results = await run_scenarios(stack, args)
+
+    throughput = results["throughput"]
+    assert throughput["events"] >= 2500
+    assert throughput["events_per_s"] > 0
+    assert throughput["bare_consumer_records_per_s"] > 0
+    assert throughput["ratio_to_bare"] > 0
+    worker = throughput["worker"]
+    assert worker["records"] == throughput["events"]  # one event per record
+    assert worker["rows"]["receipts"] > 0 and worker["rows"]["messages"] > 0
+    assert 0 < worker["worker_rss_mib"][0] < 1024
+
+    latency = results["latency"]
+    assert latency["matched"] == latency["messages"] > 0  # every message's final summary seen
+    assert 0 <= latency["p50_ms"] <= latency["p99_ms"] <= latency["max_ms"]
+
+    rss = results["rss"]
+    assert rss["messages"] == 800
+    assert rss["worker"]["rows"]["messages"] == 800
+    assert results["replay"]["worker"]["events_per_s"] > 0
+
+    replicas = results["replicas"]
+    assert replicas["one"]["rows"] == replicas["two"]["rows"]  # same state either way
+    assert replicas["speedup"] > 0
+
+    for name, result in results.items():
+        json.dumps(summary_line(name, result))  # printable as the runner prints it
