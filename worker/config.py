@@ -31,7 +31,7 @@ class Settings:
     consumer_group: str = "delivery-receipts-worker"
     http_host: str = "0.0.0.0"
     http_port: int = 8080
-    batch_max_records: int = 2000
+    batch_max_records: int = 5000
     batch_timeout_ms: int = 100
     max_record_bytes: int = 65536
     shutdown_grace_s: float = 20.0

@@ -6,7 +6,7 @@ Used by `worker produce` (to try the worker or size a deployment), by the tests 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from email.utils import format_datetime
@@ -105,6 +105,11 @@ def _iso(at: datetime, rng: random.Random) -> str:
 
 
 def _pascal(e: ReceiptEvent, rng: random.Random) -> dict[str, object]:
+    return pascal_fields(e, lambda at: _iso(at, rng))
+
+
+def pascal_fields(e: ReceiptEvent, format_date: Callable[[datetime], str]) -> dict[str, object]:
+    """The event as Twilio's PascalCase webhook fields, dates spelled by `format_date`."""
     return {
         "AccountSid": e.account_sid,
         "ChatServiceSid": e.chat_service_sid,
@@ -115,8 +120,8 @@ def _pascal(e: ReceiptEvent, rng: random.Random) -> dict[str, object]:
         "ParticipantSid": e.participant_sid,
         "Status": e.status.label,
         "ErrorCode": e.error_code,
-        "DateCreated": _iso(e.date_created, rng),
-        "DateUpdated": _iso(e.date_updated, rng),
+        "DateCreated": format_date(e.date_created),
+        "DateUpdated": format_date(e.date_updated),
     }
 
 

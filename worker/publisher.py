@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -96,8 +97,10 @@ class OutboxRelay:
     IDLE_POLL_S = 1.0
     # A failed publish is retried after this; long enough not to spin, short enough to drain soon.
     RETRY_DELAY_S = 1.0
-    # The backlog gauge is also refreshed this often on its own: while the summary topic is
-    # away a publish blocks for the producer's request timeout, and the outbox grows meanwhile.
+    # A drain from the first id runs at least this often (and on start-up), see drain().
+    FULL_DRAIN_S = 5.0
+    # The backlog gauge is refreshed this often, apart from draining: a count is a table scan,
+    # and while the summary topic is away a publish blocks for the producer's request timeout.
     BACKLOG_POLL_S = 5.0
 
     def __init__(
@@ -115,18 +118,31 @@ class OutboxRelay:
         self._metrics = metrics
         self._batch_rows = batch_rows
         self._wake = asyncio.Event()
+        self._last_id = 0
 
     def wake(self) -> None:
         self._wake.set()
 
-    async def drain(self) -> int:
-        """Publish until the outbox is empty; returns how many events went out."""
+    async def drain(self, *, full: bool = True) -> int:
+        """Publish until the outbox is empty; returns how many events went out.
+
+        A partial drain starts after the last id this relay published, which is all that is
+        new when this worker's own batches (committed one at a time, in id order) woke it. A
+        full drain starts from the beginning and also finds rows committed out of id order by
+        another replica, or left behind by one that crashed.
+        """
+        after_id = 0 if full else self._last_id
         sent = 0
         while True:
-            n = await self._store.drain_outbox(self._batch_rows, self._publish)
-            self._metrics.summaries_published.inc(n)
-            sent += n
-            if n < self._batch_rows:
+            rows = await self._store.drain_outbox(
+                self._batch_rows, self._publish, after_id=after_id
+            )
+            self._metrics.summaries_published.inc(len(rows))
+            sent += len(rows)
+            if rows:
+                after_id = rows[-1].id
+                self._last_id = max(self._last_id, after_id)
+            if len(rows) < self._batch_rows:
                 return sent
 
     async def _publish(self, rows: Sequence[OutboxRow]) -> None:
@@ -152,12 +168,15 @@ class OutboxRelay:
 
     async def _relay(self, stop: asyncio.Event) -> None:
         backoff = Backoff(initial_s=self.RETRY_DELAY_S, max_s=5.0)
+        last_full = float("-inf")
         while not stop.is_set():
             # Cleared before draining, so a wake-up that arrives during the drain is kept.
             self._wake.clear()
+            full = time.monotonic() - last_full >= self.FULL_DRAIN_S
             try:
-                await self.drain()
-                self._metrics.outbox_backlog.set(await self._store.outbox_backlog())
+                await self.drain(full=full)
+                if full:
+                    last_full = time.monotonic()
             except Exception as exc:
                 if not is_transient(exc):
                     raise

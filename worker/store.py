@@ -104,10 +104,13 @@ INSERT INTO summary_outbox (message_sid, version, payload)
 SELECT * FROM unnest($1::text[], $2::bigint[], $3::bytea[])
 """
 
-# SKIP LOCKED lets several replicas drain one outbox without waiting on each other.
+# SKIP LOCKED lets several replicas drain one outbox without waiting on each other. Starting
+# after a known id matters under load: deleted rows stay in the index until vacuum, and an
+# `ORDER BY id` scan from the start would step over all of them on every claim.
 _CLAIM_OUTBOX = """
 DELETE FROM summary_outbox
- WHERE id IN (SELECT id FROM summary_outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
+ WHERE id IN (SELECT id FROM summary_outbox WHERE id > $2
+               ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
 RETURNING id, message_sid, version, payload
 """
 
@@ -304,17 +307,22 @@ class Store:
         return {r["partition"]: r["next_offset"] for r in rows}
 
     async def drain_outbox(
-        self, limit: int, publish: Callable[[list[OutboxRow]], Awaitable[None]]
-    ) -> int:
-        """Claim up to `limit` outbox rows, publish them, and delete them only if that worked.
+        self,
+        limit: int,
+        publish: Callable[[list[OutboxRow]], Awaitable[None]],
+        *,
+        after_id: int = 0,
+    ) -> list[OutboxRow]:
+        """Claim up to `limit` outbox rows with ids above `after_id`, publish them, and delete
+        them only if that worked; returns the rows published, in id order.
 
         The rows stay locked while `publish` runs; if it raises, the transaction rolls back
         and the rows are published later (at least once; readers dedupe by version).
         """
         async with self._pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(_CLAIM_OUTBOX, limit)
+            rows = await conn.fetch(_CLAIM_OUTBOX, limit, after_id)
             if not rows:
-                return 0
+                return []
             claimed = sorted(
                 (
                     OutboxRow(r["id"], r["message_sid"], r["version"], bytes(r["payload"]))
@@ -323,7 +331,7 @@ class Store:
                 key=lambda row: row.id,
             )
             await publish(claimed)
-            return len(claimed)
+            return claimed
 
     async def outbox_backlog(self) -> int:
         async with self._pool.acquire() as conn:

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import aiohttp
 import asyncpg
@@ -475,7 +475,26 @@ async def lag(settings: Settings) -> int:
     return sum(max(0, end - stored.get(p, 0)) for p, end in ends.items())
 
 
-class OffsetWatch:
+class BackgroundSampler:
+    """Runs `_run` as a task for the duration of an `async with` block."""
+
+    _task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+
+class OffsetWatch(BackgroundSampler):
     """Samples the stored offsets in the background: a stale writer would move one backwards.
 
     Offsets move by compare-and-set, so every partition's stored offset must only ever go up,
@@ -487,7 +506,6 @@ class OffsetWatch:
         self._interval_s = interval_s
         self.samples = 0
         self.regressions: list[tuple[int, int, int]] = []  # (partition, before, after)
-        self._task: asyncio.Task[None] | None = None
         self._conn: asyncpg.Connection | None = None
 
     async def _run(self) -> None:
@@ -521,16 +539,6 @@ class OffsetWatch:
             self._conn = None  # PostgreSQL is away on purpose in some tests
             return []
         return [(r["partition"], r["next_offset"]) for r in rows]
-
-    async def __aenter__(self) -> OffsetWatch:
-        self._task = asyncio.create_task(self._run())
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
 
 
 class Feeder:

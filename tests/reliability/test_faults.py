@@ -19,7 +19,6 @@ long version. See docs/reliability.md for the fault matrix and measured figures.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import signal
 import time
@@ -41,6 +40,7 @@ from tests.integration.support import (
 from tests.reliability.conftest import SettingsFactory
 from tests.reliability.harness import (
     SESSION_TIMEOUT_S,
+    BackgroundSampler,
     Feeder,
     Fleet,
     Metrics,
@@ -208,7 +208,7 @@ async def test_rebalance_churn_and_a_fenced_zombie(
     )
 
 
-class ReadinessProbe:
+class ReadinessProbe(BackgroundSampler):
     """Polls /readyz like a kubelet and checks the process never exits (no crash loop)."""
 
     def __init__(self, replica: Replica, interval_s: float = 0.25) -> None:
@@ -216,7 +216,6 @@ class ReadinessProbe:
         self.interval_s = interval_s
         self.log: list[tuple[float, int | None]] = []
         self.exited: int | None = None
-        self._task: asyncio.Task[None] | None = None
 
     async def _run(self) -> None:
         while True:
@@ -239,16 +238,6 @@ class ReadinessProbe:
 
         await wait_for(seen, timeout_s=timeout_s, what=f"/readyz {status}")
         return min(t for t, code in self.log if t >= since and code == status) - since
-
-    async def __aenter__(self) -> ReadinessProbe:
-        self._task = asyncio.create_task(self._run())
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
 
 
 async def _progress_after(s: Settings, baseline: dict[int, int], *, since: float) -> float:

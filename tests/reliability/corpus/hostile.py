@@ -20,7 +20,7 @@ from datetime import datetime
 import orjson
 
 from worker.events import ReceiptEvent
-from worker.loadgen import Record
+from worker.loadgen import Record, pascal_fields
 from worker.parsing import CLOUDEVENT_TYPE, WEBHOOK_EVENT_TYPE
 
 DEFAULT_LIMIT = 64 * 1024
@@ -331,23 +331,7 @@ CORPUS: list[Hostile] = build_corpus()
 
 def pascal(e: ReceiptEvent) -> dict[str, object]:
     """The event's exact fields, PascalCase (microseconds kept)."""
-
-    def iso(at: datetime) -> str:
-        return at.isoformat()
-
-    return {
-        "AccountSid": e.account_sid,
-        "ChatServiceSid": e.chat_service_sid,
-        "ConversationSid": e.conversation_sid,
-        "MessageSid": e.message_sid,
-        "DeliveryReceiptSid": e.receipt_sid,
-        "ChannelMessageSid": e.channel_message_sid,
-        "ParticipantSid": e.participant_sid,
-        "Status": e.status.label,
-        "ErrorCode": e.error_code,
-        "DateCreated": iso(e.date_created),
-        "DateUpdated": iso(e.date_updated),
-    }
+    return pascal_fields(e, datetime.isoformat)
 
 
 def _webhook(e: ReceiptEvent, **extra: object) -> dict[str, object]:
