@@ -167,7 +167,7 @@ class DeliveryConsumer:
             try:
                 async with self._batch_lock:
                     # Partitions not adopted yet (their assignment hook has not run, or could
-                    # not reach Postgres) are adopted now. Adopting, a revocation or a resync
+                    # not reach Postgres) are adopted now. Adopting, a revocation or a fenced batch
                     # seeks, so records in hand fetched before it are dropped (they are
                     # fetched again from the stored offset).
                     await self._adopt_missing_partitions()
@@ -185,8 +185,10 @@ class DeliveryConsumer:
                 break
             except Fenced as exc:
                 self._metrics.fenced.inc()
-                log.warning("batch fenced; resyncing offsets", extra={"error": str(exc)})
-                await self._resync()
+                log.warning("batch fenced; re-reading offsets", extra={"error": str(exc)})
+                # The next batch adopts these partitions again, reading the stored offsets
+                # under the batch lock with the usual retries (see _adopt_missing_partitions).
+                self._forget_positions()
                 return
             except Exception as exc:
                 if not is_transient(exc):
@@ -346,15 +348,10 @@ class DeliveryConsumer:
         missing = [tp for tp in self._kafka.assignment() if tp.partition not in self._positions]
         return await self._adopt(missing) if missing else set()
 
-    async def _resync(self) -> None:
-        stored = await self._store.stored_offsets(
-            self._settings.consumer_group, self._settings.input_topic
-        )
-        for tp in self._kafka.assignment():
-            if tp.partition in stored:
-                self._kafka.seek(tp, stored[tp.partition])
-                self._positions[tp.partition] = stored[tp.partition]
-                self._epochs[tp.partition] = self._epochs.get(tp.partition, 0) + 1
+    def _forget_positions(self) -> None:
+        for p in list(self._positions):
+            del self._positions[p]
+            self._epochs[p] = self._epochs.get(p, 0) + 1
 
     # -- reporting ---------------------------------------------------------------------------
 

@@ -296,16 +296,6 @@ class Store:
             )
         return {r["partition"]: r["next_offset"] for r in rows}
 
-    async def stored_offsets(self, group: str, topic: str) -> dict[int, int]:
-        async with self._pool.acquire() as conn:
-            rows = await conn.fetch(
-                "SELECT partition, next_offset FROM consumer_offsets"
-                " WHERE consumer_group = $1 AND topic = $2",
-                group,
-                topic,
-            )
-        return {r["partition"]: r["next_offset"] for r in rows}
-
     async def drain_outbox(
         self,
         limit: int,
