@@ -50,10 +50,6 @@ class Health:
         self._metrics.ready.set(1 if ready else 0)
 
     @property
-    def ready(self) -> bool:
-        return self._ready
-
-    @property
     def reason(self) -> str:
         return self._reason
 
