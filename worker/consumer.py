@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord, TopicPartition
+from asyncpg.exceptions import DeadlockDetectedError, SerializationError
 
+from worker.batch_commit import commit_batch
 from worker.config import Settings
 from worker.events import ReceiptEvent, Status
 from worker.faults import CrashPoints
@@ -25,10 +27,9 @@ from worker.http import Health
 from worker.metrics import WorkerMetrics, channel_label, error_code_label
 from worker.parsing import InvalidRecord, ParsedRecord, parse_record
 from worker.publisher import OutboxRelay, Publisher
-from worker.reduction import STAGES_REACHED, ReceiptChange, apply_batch, coalesce, distinct_history
+from worker.reduction import STAGES_REACHED, ReceiptChange
 from worker.retry import Backoff, is_transient
-from worker.store import Fenced, Store
-from worker.summaries import encode_summary_event
+from worker.store import ConcurrentWrite, Fenced, Store
 
 log = logging.getLogger(__name__)
 
@@ -191,9 +192,9 @@ class DeliveryConsumer:
                 self._forget_positions()
                 return
             except Exception as exc:
-                if not is_transient(exc):
+                if not (is_transient(exc) or isinstance(exc, ConcurrentWrite)):
                     raise
-                where = "kafka" if isinstance(exc, KafkaError) else "postgres"
+                where = _retry_reason(exc)
                 self._metrics.batch_retries.labels(reason=where).inc()
                 self._health.set_ready(False, f"{where}: {type(exc).__name__}")
                 if stop.is_set():
@@ -247,27 +248,26 @@ class DeliveryConsumer:
             for item, _ in to_send:
                 item.dead_lettered = True
 
-        states = coalesce(events)
-        history = distinct_history(events)
-        group, topic = self._settings.consumer_group, self._settings.input_topic
-        async with self._store.batch() as tx:
-            await tx.advance_offsets(group, topic, moves)
-            stored = await tx.lock_receipts(states.keys())
-            outcome = apply_batch(stored, states)
-            await tx.write_receipts([c.after for c in outcome.changes])
-            await tx.write_history(history)
-            summaries = await tx.apply_deltas(outcome.deltas)
-            await tx.write_outbox(
-                [(s.message_sid, s.version, encode_summary_event(s)) for s in summaries]
-            )
-            self._crash.reached("before_db_commit")
+        committed = await commit_batch(
+            self._store,
+            group=self._settings.consumer_group,
+            topic=self._settings.input_topic,
+            moves=moves,
+            events=events,
+            crash=self._crash,
+        )
         self._crash.reached("after_db_commit")
 
         for p, (_, new) in moves.items():
             self._positions[p] = new
         self._relay.wake()
         self._count(
-            len(owned), events, skipped, [e for _, e in failures], outcome.changes, len(summaries)
+            len(owned),
+            events,
+            skipped,
+            [e for _, e in failures],
+            committed.changes,
+            len(committed.summaries),
         )
         return moves
 
@@ -379,6 +379,15 @@ class DeliveryConsumer:
         )
         totals.last_report = now
         totals.last_records = totals.records
+
+
+def _retry_reason(exc: BaseException) -> str:
+    """The `reason` label of a batch retry: which dependency failed, or a lock conflict."""
+    if isinstance(exc, KafkaError):
+        return "kafka"
+    if isinstance(exc, ConcurrentWrite | DeadlockDetectedError | SerializationError):
+        return "conflict"
+    return "postgres"
 
 
 def _parse(record: ConsumerRecord, max_bytes: int) -> ParsedRecord | InvalidRecord:

@@ -19,6 +19,11 @@ from worker.parsing import CLOUDEVENT_TYPE, WEBHOOK_EVENT_TYPE
 
 FORMS = ("cloudevent", "cloudevent_batch", "webhook_json", "webhook_form", "receipt_json")
 
+# How producers key their records (SPEC §2 "Keys and partitions"): nothing in the worker's
+# result may depend on it. "mixed" is half by message, a quarter by conversation, a quarter
+# unkeyed, as a fleet of different producers would write to one topic.
+KEYINGS = ("message", "conversation", "random", "none", "mixed")
+
 _EPOCH = datetime(2026, 3, 1, tzinfo=UTC)
 
 
@@ -26,7 +31,7 @@ _EPOCH = datetime(2026, 3, 1, tzinfo=UTC)
 class Record:
     """A Kafka record to produce: key, value and headers."""
 
-    key: bytes
+    key: bytes | None
     value: bytes
     headers: list[tuple[str, bytes]]
 
@@ -51,9 +56,18 @@ def lifecycle(rng: random.Random, channel_prefix: str) -> list[tuple[Status, int
 
 
 def generate_events(
-    messages: int, *, seed: int = 1, max_receipts: int = 5
+    messages: int,
+    *,
+    seed: int = 1,
+    max_receipts: int = 5,
+    hot_messages: int = 0,
+    hot_participants: int = 50,
 ) -> Iterator[ReceiptEvent]:
-    """Events of `messages` messages with 1..max_receipts receipts each, in lifecycle order."""
+    """Events of `messages` messages with 1..max_receipts receipts each, in lifecycle order.
+
+    The first `hot_messages` are group messages with `hot_participants` receipts each, whose
+    events all arrive close together: the contention case for concurrent replicas.
+    """
     rng = random.Random(seed)
     account = sid("AC", rng)
     service = sid("IS", rng)
@@ -61,7 +75,8 @@ def generate_events(
         conversation = sid("CH", rng)
         message = sid("IM", rng)
         created = _EPOCH + timedelta(seconds=n)
-        for _ in range(rng.randint(1, max_receipts)):
+        receipts = hot_participants if n < hot_messages else rng.randint(1, max_receipts)
+        for _ in range(receipts):
             prefix = rng.choice(("SM", "WA", "WA", "MM"))
             receipt, participant, channel_message = sid("DY", rng), sid("MB", rng), sid(prefix, rng)
             at = created
@@ -179,7 +194,48 @@ def encode(e: ReceiptEvent, form: str, rng: random.Random) -> Record:
     raise ValueError(f"unknown form {form!r}")
 
 
-def encode_mixed(events: list[ReceiptEvent], *, seed: int = 1) -> list[Record]:
-    """Each event in a form picked at random, so a stream exercises every parser path."""
+def record_key(e: ReceiptEvent, keying: str, rng: random.Random) -> bytes | None:
+    """The key a producer using `keying` (one of KEYINGS) would give this event's record."""
+    if keying == "mixed":
+        roll = rng.random()
+        keying = "message" if roll < 0.5 else "conversation" if roll < 0.75 else "none"
+    if keying == "message":
+        return e.message_sid.encode()
+    if keying == "conversation":
+        return e.conversation_sid.encode()
+    if keying == "random":
+        return b"%032x" % rng.getrandbits(128)
+    if keying == "none":
+        return None
+    raise ValueError(f"unknown keying {keying!r}; expected one of {', '.join(KEYINGS)}")
+
+
+def encode_mixed(
+    events: list[ReceiptEvent],
+    *,
+    seed: int = 1,
+    keying: str = "message",
+    array_rate: float = 0.0,
+    max_array: int = 8,
+) -> list[Record]:
+    """Each event in a form picked at random, so a stream exercises every parser path.
+
+    With `array_rate`, that share of the events travels in CloudEvents arrays of 2 to
+    `max_array` consecutive events, which span messages and conversations, as a webhook sink
+    posts them; such a record is keyed like its first event.
+    """
     rng = random.Random(seed)
-    return [encode(e, rng.choice(FORMS), rng) for e in events]
+    records: list[Record] = []
+    i = 0
+    while i < len(events):
+        if array_rate and rng.random() < array_rate:
+            group = events[i : i + rng.randint(2, max_array)]
+            value = orjson.dumps([_cloudevent(e, rng) for e in group])
+            headers = [("content-type", b"application/cloudevents-batch+json")]
+            records.append(Record(record_key(group[0], keying, rng), value, headers))
+            i += len(group)
+            continue
+        record = encode(events[i], rng.choice(FORMS), rng)
+        records.append(Record(record_key(events[i], keying, rng), record.value, record.headers))
+        i += 1
+    return records

@@ -40,7 +40,8 @@ REASONS: Final = frozenset(
 )
 
 _SID_BODY = re.compile(r"[0-9a-fA-F]{32}")
-_ANY_PREFIX = re.compile(r"[A-Z]{2}")
+# Twilio's pattern for a channel message SID's prefix is [a-zA-Z]{2}.
+_ANY_PREFIX = re.compile(r"[a-zA-Z]{2}")
 # The spelling nearly every SID arrives in (lower-case hex): accepted as is in one match.
 _CANONICAL_SID = re.compile(r"[A-Z]{2}[0-9a-f]{32}")
 _CHANNEL = re.compile(r"[a-z][a-z0-9_-]{0,31}")
@@ -240,27 +241,28 @@ def _parse_form(value: bytes) -> ParsedRecord:
 
 def _add_event(doc: Mapping[str, object], names: _FieldNames, parsed: ParsedRecord) -> None:
     channel_message_sid = _optional_sid(doc, names.channel_message, None)
-    channel = _channel(doc, channel_message_sid)
-    if channel == "chat":
-        # Chat participants get no receipts upstream; such an event is not part of any summary.
+    date_created = _date(doc, names.date_created)
+    event = ReceiptEvent(
+        account_sid=_sid(doc, names.account, "AC"),
+        chat_service_sid=_optional_sid(doc, names.chat_service, "IS"),
+        conversation_sid=_sid(doc, names.conversation, "CH"),
+        message_sid=_sid(doc, names.message, "IM"),
+        receipt_sid=_sid(doc, names.receipt, "DY"),
+        channel_message_sid=channel_message_sid,
+        participant_sid=_sid(doc, names.participant, "MB"),
+        channel=_channel(doc, channel_message_sid),
+        status=_status(doc, names.status),
+        error_code=_error_code(doc, names.error_code),
+        date_created=date_created,
+        # Twilio: date_updated is "null if not updated", i.e. still as created.
+        date_updated=_optional_date(doc, names.date_updated) or date_created,
+    )
+    if event.channel == "chat":
+        # Chat participants get no receipts upstream; such an event is not part of any
+        # summary. It is validated all the same, so a bad one is a dead letter, not a skip.
         parsed.skipped.append("chat_channel")
         return
-    parsed.events.append(
-        ReceiptEvent(
-            account_sid=_sid(doc, names.account, "AC"),
-            chat_service_sid=_optional_sid(doc, names.chat_service, "IS"),
-            conversation_sid=_sid(doc, names.conversation, "CH"),
-            message_sid=_sid(doc, names.message, "IM"),
-            receipt_sid=_sid(doc, names.receipt, "DY"),
-            channel_message_sid=channel_message_sid,
-            participant_sid=_sid(doc, names.participant, "MB"),
-            channel=channel,
-            status=_status(doc, names.status),
-            error_code=_error_code(doc, names.error_code),
-            date_created=_date(doc, names.date_created),
-            date_updated=_date(doc, names.date_updated),
-        )
-    )
+    parsed.events.append(event)
 
 
 def _string(doc: Mapping[str, object], name: str) -> str | None:
@@ -285,8 +287,9 @@ def _check_sid(name: str, value: str, prefix: str | None) -> str:
             "invalid_sid",
             f"{name}: expected {expected} followed by 32 hex digits, got {value!r:.60}",
         )
-    # Hex case is not significant; one spelling keeps one key per receipt.
-    return head + body.lower()
+    # Hex case is not significant; one spelling keeps one key per receipt. A free prefix
+    # (channel message SIDs) is upper-cased so that `sm…` still names an SMS.
+    return head.upper() + body.lower()
 
 
 def _sid(doc: Mapping[str, object], name: str, prefix: str) -> str:
@@ -350,10 +353,15 @@ def _error_code(doc: Mapping[str, object], name: str) -> int | None:
 
 
 def _date(doc: Mapping[str, object], name: str) -> datetime:
-    value = _string(doc, name)
+    value = _optional_date(doc, name)
     if value is None:
         raise InvalidRecord("missing_field", f"{name} is required")
-    return parse_timestamp(name, value)
+    return value
+
+
+def _optional_date(doc: Mapping[str, object], name: str) -> datetime | None:
+    value = _string(doc, name)
+    return None if value is None else parse_timestamp(name, value)
 
 
 def parse_timestamp(name: str, value: str) -> datetime:

@@ -6,7 +6,7 @@ trips whatever its size. SQL is parameterised only; no value is ever formatted i
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -19,6 +19,14 @@ from worker.summaries import Summary
 
 class Fenced(Exception):
     """Another consumer advanced the stored offsets: this batch is stale and must not commit."""
+
+
+class ConcurrentWrite(Exception):
+    """A receipt was not as locked: the batch rolls back and is applied again.
+
+    The locking of `claim_receipts` makes this unreachable; it is the alarm of the second
+    line of defence (the write that refuses to go backwards), not a normal path.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +50,21 @@ UPDATE consumer_offsets AS o
    AND o.partition = m.partition AND o.next_offset = m.expected
 """
 
-# Sorted, so concurrent batches touching the same receipts lock them in one order.
+# Receipts are locked before they are read, rows that do not exist yet included: two
+# transactions that both bring the first events of one receipt must not both see "no row".
+# Step one inserts the receipts that are new, with the batch's state; the inserted rows are
+# this transaction's until it commits, and a concurrent insert of the same key waits for it,
+# then finds the row. Keys in sorted order everywhere, so replicas cannot deadlock.
+_INSERT_NEW_RECEIPTS = f"""
+INSERT INTO delivery_receipts ({_RECEIPT_COLUMNS})
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                     $7::text[], $8::text[], $9::text[], $10::int[], $11::timestamptz[],
+                     $12::timestamptz[])
+ON CONFLICT (message_sid, participant_sid) DO NOTHING
+RETURNING message_sid, participant_sid
+"""
+
+# Step two: the receipts that already existed, locked and read as last committed.
 _LOCK_RECEIPTS = f"""
 SELECT {_RECEIPT_COLUMNS}
   FROM delivery_receipts
@@ -51,24 +73,31 @@ SELECT {_RECEIPT_COLUMNS}
    FOR UPDATE
 """
 
-_UPSERT_RECEIPTS = f"""
-INSERT INTO delivery_receipts ({_RECEIPT_COLUMNS})
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                     $7::text[], $8::text[], $9::text[], $10::int[], $11::timestamptz[],
-                     $12::timestamptz[])
-ON CONFLICT (message_sid, participant_sid) DO UPDATE SET
-    receipt_sid = excluded.receipt_sid,
-    account_sid = excluded.account_sid,
-    chat_service_sid = excluded.chat_service_sid,
-    conversation_sid = excluded.conversation_sid,
-    channel_message_sid = excluded.channel_message_sid,
-    channel = excluded.channel,
-    status = excluded.status,
-    error_code = excluded.error_code,
-    date_created = excluded.date_created,
-    date_updated = excluded.date_updated,
-    updated_at = now()
+# The second line of defence against a lost update: the write itself refuses to move a
+# receipt backwards (lower status, or same status with an older date_updated, or a later
+# date_created). $13 is the status labels in merge order, so SQL ranks as Python does.
+_UPDATE_RECEIPTS = f"""
+UPDATE delivery_receipts AS r
+   SET receipt_sid = n.receipt_sid,
+       account_sid = n.account_sid,
+       chat_service_sid = n.chat_service_sid,
+       conversation_sid = n.conversation_sid,
+       channel_message_sid = n.channel_message_sid,
+       channel = n.channel,
+       status = n.status,
+       error_code = n.error_code,
+       date_created = n.date_created,
+       date_updated = n.date_updated,
+       updated_at = now()
+  FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+              $7::text[], $8::text[], $9::text[], $10::int[], $11::timestamptz[],
+              $12::timestamptz[]) AS n({_RECEIPT_COLUMNS})
+ WHERE r.message_sid = n.message_sid AND r.participant_sid = n.participant_sid
+   AND (array_position($13::text[], n.status), n.date_updated)
+       >= (array_position($13::text[], r.status), r.date_updated)
+   AND n.date_created <= r.date_created
 """
+_STATUS_ORDER = [s.label for s in sorted(Status)]
 
 _INSERT_HISTORY = """
 INSERT INTO delivery_receipt_history
@@ -99,20 +128,47 @@ RETURNING message_sid, conversation_sid, account_sid, chat_service_sid, total, s
           delivered_count, read_count, failed_count, undelivered_count, version, updated_at
 """
 
+# Two transaction-scoped advisory locks keep the summary topic in version order per message
+# (so it is safe to compact) whatever the number of replicas:
+# - writers take _OUTBOX_ORDER_LOCK just before their outbox insert and hold it through the
+#   commit, so outbox ids are handed out in commit order: a relay that has seen id N visible
+#   knows every lower id is visible too, and paging by id never skips a late commit;
+# - relays take _OUTBOX_RELAY_LOCK for a whole claim-publish-delete, so one relay at a time
+#   publishes, in id order, and waits for the broker's acks before the next one claims.
+# It costs one short serialisation per batch commit, not per event.
+_OUTBOX_ORDER_LOCK = 0x6472_7700_0001
+_OUTBOX_RELAY_LOCK = 0x6472_7700_0002
+
 _INSERT_OUTBOX = """
 INSERT INTO summary_outbox (message_sid, version, payload)
 SELECT * FROM unnest($1::text[], $2::bigint[], $3::bytea[])
 """
 
-# SKIP LOCKED lets several replicas drain one outbox without waiting on each other. Starting
-# after a known id matters under load: deleted rows stay in the index until vacuum, and an
-# `ORDER BY id` scan from the start would step over all of them on every claim.
+# Starting after a known id matters under load: deleted rows stay in the index until vacuum,
+# and an `ORDER BY id` scan from the start would step over all of them on every claim.
 _CLAIM_OUTBOX = """
 DELETE FROM summary_outbox
- WHERE id IN (SELECT id FROM summary_outbox WHERE id > $2
-               ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
+ WHERE id IN (SELECT id FROM summary_outbox WHERE id > $2 ORDER BY id LIMIT $1 FOR UPDATE)
 RETURNING id, message_sid, version, payload
 """
+
+
+def _receipt_columns(states: Sequence[ReceiptEvent]) -> list[list[object]]:
+    """The states as the twelve column arrays of _RECEIPT_COLUMNS, in that order."""
+    return [
+        [s.message_sid for s in states],
+        [s.participant_sid for s in states],
+        [s.receipt_sid for s in states],
+        [s.account_sid for s in states],
+        [s.chat_service_sid for s in states],
+        [s.conversation_sid for s in states],
+        [s.channel_message_sid for s in states],
+        [s.channel for s in states],
+        [s.status.label for s in states],
+        [s.error_code for s in states],
+        [s.date_created for s in states],
+        [s.date_updated for s in states],
+    ]
 
 
 def receipt_from_row(row: asyncpg.Record) -> ReceiptEvent:
@@ -159,32 +215,43 @@ class BatchTransaction:
         if int(status.split()[-1]) != len(partitions):
             raise Fenced(f"stored offsets moved for {topic} partitions {partitions}")
 
-    async def lock_receipts(self, keys: Iterable[ReceiptKey]) -> dict[ReceiptKey, ReceiptEvent]:
-        ordered = sorted(keys)
-        rows = await self._conn.fetch(
-            _LOCK_RECEIPTS, [k[0] for k in ordered], [k[1] for k in ordered]
+    async def claim_receipts(
+        self, states: Mapping[ReceiptKey, ReceiptEvent]
+    ) -> dict[ReceiptKey, ReceiptEvent]:
+        """Lock every receipt of the batch; returns the stored state of those that existed.
+
+        Receipts that did not exist are inserted here with their batch state, so they are
+        locked too; they are absent from the result, which is how `apply_batch` knows them
+        as new.
+        """
+        keys = sorted(states)
+        created = await self._conn.fetch(
+            _INSERT_NEW_RECEIPTS, *_receipt_columns([states[k] for k in keys])
         )
+        new = {(r["message_sid"], r["participant_sid"]) for r in created}
+        existing = [k for k in keys if k not in new]
+        if not existing:
+            return {}
+        rows = await self._conn.fetch(
+            _LOCK_RECEIPTS, [k[0] for k in existing], [k[1] for k in existing]
+        )
+        if len(rows) != len(existing):
+            # Receipts are never deleted, so a conflicting key that is not there to lock
+            # means something outside the worker changed the table: start the batch over.
+            raise ConcurrentWrite(f"{len(existing) - len(rows)} receipts vanished while locked")
         return {(r["message_sid"], r["participant_sid"]): receipt_from_row(r) for r in rows}
 
-    async def write_receipts(self, states: Sequence[ReceiptEvent]) -> None:
+    async def update_receipts(self, states: Sequence[ReceiptEvent]) -> None:
+        """Write merged states of existing receipts, which `claim_receipts` locked."""
         if not states:
             return
         ordered = sorted(states, key=lambda s: s.key)
-        await self._conn.execute(
-            _UPSERT_RECEIPTS,
-            [s.message_sid for s in ordered],
-            [s.participant_sid for s in ordered],
-            [s.receipt_sid for s in ordered],
-            [s.account_sid for s in ordered],
-            [s.chat_service_sid for s in ordered],
-            [s.conversation_sid for s in ordered],
-            [s.channel_message_sid for s in ordered],
-            [s.channel for s in ordered],
-            [s.status.label for s in ordered],
-            [s.error_code for s in ordered],
-            [s.date_created for s in ordered],
-            [s.date_updated for s in ordered],
+        status = await self._conn.execute(
+            _UPDATE_RECEIPTS, *_receipt_columns(ordered), _STATUS_ORDER
         )
+        refused = len(ordered) - int(status.split()[-1])
+        if refused:
+            raise ConcurrentWrite(f"{refused} receipt updates would have moved state backwards")
 
     async def write_history(self, events: Sequence[ReceiptEvent]) -> None:
         if not events:
@@ -240,6 +307,7 @@ class BatchTransaction:
     async def write_outbox(self, events: Sequence[tuple[str, int, bytes]]) -> None:
         if not events:
             return
+        await self._conn.execute("SELECT pg_advisory_xact_lock($1)", _OUTBOX_ORDER_LOCK)
         await self._conn.execute(
             _INSERT_OUTBOX,
             [e[0] for e in events],
@@ -307,9 +375,11 @@ class Store:
         them only if that worked; returns the rows published, in id order.
 
         The rows stay locked while `publish` runs; if it raises, the transaction rolls back
-        and the rows are published later (at least once; readers dedupe by version).
+        and the rows are published later (at least once; readers dedupe by version). Relays
+        of other replicas wait meanwhile (see _OUTBOX_RELAY_LOCK).
         """
         async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _OUTBOX_RELAY_LOCK)
             rows = await conn.fetch(_CLAIM_OUTBOX, limit, after_id)
             if not rows:
                 return []

@@ -266,15 +266,29 @@ class Stream:
         return [self.records[i : i + size] for i in range(0, len(self.records), size)]
 
 
-def make_stream(min_events: int, *, seed: int, poison: int = 3) -> Stream:
-    """At least `min_events` events (10% duplicated, disordered) in every input form."""
+def make_stream(
+    min_events: int,
+    *,
+    seed: int,
+    poison: int = 3,
+    keying: str = "message",
+    array_rate: float = 0.0,
+    hot_messages: int = 0,
+) -> Stream:
+    """At least `min_events` events (10% duplicated, disordered) in every input form.
+
+    `keying` is how records are keyed (worker.loadgen.KEYINGS), `array_rate` the share of
+    events sent in CloudEvents arrays spanning messages, and `hot_messages` the number of
+    group messages with 50 participants each.
+    """
     messages = max(1, min_events // 6)
     while True:
-        events = disorder(list(generate_events(messages, seed=seed)), seed=seed, duplicate_rate=0.1)
+        generated = generate_events(messages, seed=seed, hot_messages=hot_messages)
+        events = disorder(list(generated), seed=seed, duplicate_rate=0.1)
         if len(events) >= min_events:
             break
         messages = int(messages * 1.2) + 1
-    records = encode_mixed(events, seed=seed)
+    records = encode_mixed(events, seed=seed, keying=keying, array_rate=array_rate)
     rng = random.Random(seed)
     keys = set()
     for n in range(poison):
@@ -361,10 +375,13 @@ async def assert_summary_topic_complete(settings: Settings) -> tuple[int, int]:
 
     Versions of a message go up by one per committed change (one outbox row each), so the
     versions on the topic must be exactly 1..version for every message; a version published
-    twice (at least once) must carry the same bytes. Returns (events on topic, duplicates).
+    twice (at least once) must carry the same bytes. The topic must be safe to compact: the
+    last record of every key is its latest version. Returns (events on topic, duplicates).
     """
     published = await read_topic(settings.kafka_bootstrap_servers, settings.summary_topic)
+    published.sort(key=lambda r: (r.partition, r.offset))
     seen: dict[str, dict[int, bytes]] = defaultdict(dict)
+    last_version: dict[str, int] = {}
     duplicates = 0
     for rec in published:
         body = orjson.loads(rec.value or b"")
@@ -374,11 +391,19 @@ async def assert_summary_topic_complete(settings: Settings) -> tuple[int, int]:
             duplicates += 1
             assert seen[message][version] == rec.value, f"{message} v{version} differs"
         seen[message][version] = rec.value or b""
+        last_version[message] = version
     rows = {
         r["message_sid"]: r
         for r in await _fetch(settings.database_url, "SELECT * FROM message_delivery")
     }
     assert seen.keys() == rows.keys(), "messages on the summary topic vs in PostgreSQL"
+    behind = {
+        m: (v, rows[m]["version"]) for m, v in last_version.items() if v != rows[m]["version"]
+    }
+    assert not behind, (
+        f"{len(behind)} keys whose last record is not the latest version (last, latest), "
+        f"e.g. {list(behind.items())[:3]}: compaction would keep an old summary"
+    )
     for message, row in rows.items():
         versions = seen[message]
         assert set(versions) == set(range(1, row["version"] + 1)), (

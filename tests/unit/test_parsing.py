@@ -140,6 +140,69 @@ def test_chat_channel_is_skipped_not_dead_lettered() -> None:
     assert result.events == [] and result.skipped == ["chat_channel"]
 
 
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"Status": "bounced"}, "unknown_status"),
+        ({"MessageSid": ...}, "missing_field"),
+        ({"ParticipantSid": "MB123"}, "invalid_sid"),
+        ({"DateCreated": "yesterday"}, "invalid_date"),
+    ],
+)
+def test_a_bad_chat_event_is_a_dead_letter_not_a_skip(
+    fields: dict[str, object], reason: str
+) -> None:
+    assert reason_of(webhook(Channel="chat", **fields)) == reason
+
+
+@pytest.mark.parametrize("missing", [None, "", ...])
+def test_no_date_updated_means_not_updated_since_created(missing: object) -> None:
+    [event] = parse(webhook(DateUpdated=missing)).events
+    assert event.date_updated == event.date_created == datetime(2026, 3, 1, 12, tzinfo=UTC)
+
+
+def test_receipt_resource_with_null_date_updated(samples: Path) -> None:
+    doc = orjson.loads((samples / "receipt-resource.json").read_bytes())
+    doc["date_updated"] = None
+    [event] = parse(orjson.dumps(doc)).events
+    assert event.date_updated == event.date_created
+
+
+def test_form_body_with_empty_date_updated() -> None:
+    body = (
+        b"EventType=onDeliveryUpdated&AccountSid=AC74bf20f876ffc474c0251908fcdce4b3"
+        b"&ConversationSid=CHdd311ca871902316d9841aab4ccec38d"
+        b"&MessageSid=IM79d89a0da0c41aebb8f010b8e9a5b5ab"
+        b"&DeliveryReceiptSid=DY78d1fa0141312f12fa5a2bcc9b86ad34"
+        b"&ParticipantSid=MB3c3a30f47c123c50a303f99217331a52&Status=sent&ErrorCode="
+        b"&DateCreated=2026-03-01T12%3A00%3A00Z&DateUpdated="
+    )
+    [event] = parse(body).events
+    assert event.date_updated == event.date_created and event.status is Status.SENT
+
+
+@pytest.mark.parametrize(
+    ("channel_message_sid", "stored", "channel"),
+    [
+        ("sm0C251BEC1D1BFADDE07682D7D40AB83E", "SM0c251bec1d1bfadde07682d7d40ab83e", "sms"),
+        ("Wa0c251bec1d1bfadde07682d7d40ab83e", "WA0c251bec1d1bfadde07682d7d40ab83e", "whatsapp"),
+        ("XY0c251bec1d1bfadde07682d7d40ab83e", "XY0c251bec1d1bfadde07682d7d40ab83e", "unknown"),
+    ],
+)
+def test_channel_message_sid_takes_any_two_letter_prefix(
+    channel_message_sid: str, stored: str, channel: str
+) -> None:
+    [event] = parse(webhook(ChannelMessageSid=channel_message_sid)).events
+    assert (event.channel_message_sid, event.channel) == (stored, channel)
+
+
+def test_upper_case_hex_in_every_sid_is_stored_lower_case() -> None:
+    upper = {k: v[:2] + v[2:].upper() for k, v in GOOD.items() if k.endswith("Sid")}
+    [event] = parse(webhook(**upper)).events
+    [reference] = parse(webhook()).events
+    assert event == reference
+
+
 def test_other_event_types_are_skipped() -> None:
     assert parse(webhook(EventType="onMessageAdded")).skipped == ["other_event_type"]
     ce = orjson.dumps({"specversion": "1.0", "type": "com.twilio.other", "data": {}})
@@ -177,7 +240,6 @@ def test_sid_hex_case_is_normalised() -> None:
         (b"Status=read", "unknown_form"),
         (webhook(MessageSid=...), "missing_field"),
         (webhook(DateCreated=None), "missing_field"),
-        (webhook(DateUpdated=""), "missing_field"),
         (webhook(MessageSid=12), "wrong_type"),
         (webhook(Status=["read"]), "wrong_type"),
         (webhook(ErrorCode=True), "wrong_type"),
@@ -186,7 +248,7 @@ def test_sid_hex_case_is_normalised() -> None:
         (webhook(MessageSid="IM123"), "invalid_sid"),
         (webhook(MessageSid="CH79d89a0da0c41aebb8f010b8e9a5b5ab"), "invalid_sid"),
         (webhook(ParticipantSid="MB79d89a0da0c41aebb8f010b8e9a5b5a\u0000"), "invalid_sid"),
-        (webhook(ChannelMessageSid="sm0c251bec1d1bfadde07682d7d40ab83e"), "invalid_sid"),
+        (webhook(ChannelMessageSid="s10c251bec1d1bfadde07682d7d40ab83e"), "invalid_sid"),
         (webhook(Status="bounced"), "unknown_status"),
         (webhook(DateUpdated="yesterday"), "invalid_date"),
         (webhook(DateUpdated="2026-13-01T00:00:00Z"), "invalid_date"),

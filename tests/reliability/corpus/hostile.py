@@ -248,7 +248,10 @@ def build_corpus() -> list[Hostile]:
             "invalid_date",
         ),
         Hostile("date_empty", wj(DateCreated=""), "missing_field"),
-        Hostile("date_missing", wj(DateUpdated=...), "missing_field"),
+        Hostile("date_missing", wj(DateCreated=...), "missing_field"),
+        # A chat event is skipped only once it is valid (SPEC §2).
+        Hostile("chat_unknown_status", wj(Channel="chat", Status="seen"), "unknown_status"),
+        Hostile("chat_missing_message", wj(Channel="chat", MessageSid=...), "missing_field"),
         # -- encodings ------------------------------------------------------------------------
         Hostile("not_utf8_json", b'{"EventType": "onDelivery\xffUpdated"}', "not_utf8"),
         Hostile("not_utf8_form", b"EventType=onDelivery\xffUpdated", "not_utf8"),
