@@ -9,7 +9,8 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, TypeVar
+from datetime import UTC, datetime
+from typing import Any, TypeAlias, TypeVar
 
 import prometheus_client
 
@@ -20,6 +21,8 @@ from worker.logs import configure_logging
 log = logging.getLogger("worker")
 
 T = TypeVar("T")
+# What add_subparsers returns.
+_Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 _BOTH = ("kafka_bootstrap_servers", "database_url")
 _REQUIRED: dict[str, tuple[str, ...]] = {
@@ -29,7 +32,11 @@ _REQUIRED: dict[str, tuple[str, ...]] = {
     "create-topics": ("kafka_bootstrap_servers",),
     "produce": ("kafka_bootstrap_servers",),
     "tail": ("kafka_bootstrap_servers",),
+    "offsets": _BOTH,
+    "dlq": ("kafka_bootstrap_servers",),
 }
+# Commands whose stdout is their result (tables, JSON): their log lines go to stderr.
+_REPORTING = frozenset({"offsets", "dlq"})
 # Flags that are settings (the rest are arguments of one command).
 _SETTINGS_FLAGS = frozenset(
     {
@@ -106,7 +113,116 @@ def build_parser() -> argparse.ArgumentParser:
     tail = sub.add_parser("tail", help="print summary-changed events from the summary topic")
     tail.add_argument("--limit", type=int, default=10, help="stop after this many events")
     tail.add_argument("--timeout-s", type=float, default=10.0, help="stop after this long idle")
+
+    _add_offsets_commands(sub)
+    _add_dlq_commands(sub)
     return parser
+
+
+def _add_offsets_commands(sub: _Commands) -> None:
+    offsets = sub.add_parser(
+        "offsets",
+        help="show or reset the input offsets stored in PostgreSQL (Kafka's tools cannot)",
+    )
+    actions = offsets.add_subparsers(dest="action", required=True, metavar="ACTION")
+    show = actions.add_parser(
+        "show", help="stored offset, log start, log end and lag of every input partition"
+    )
+    reset = actions.add_parser(
+        "reset",
+        help="move the stored offsets; refused while the consumer group has live members",
+        description="Write new stored offsets for the input topic (partitions without a row "
+        "get one). Refused while the Kafka consumer group has live members, unless --force. "
+        "Exit codes: 0 done, 2 bad arguments, 3 refused, 1 any other failure.",
+    )
+    for parser in (show, reset):
+        parser.add_argument(
+            "--group", dest="consumer_group", metavar="GROUP", help="default: CONSUMER_GROUP"
+        )
+        parser.add_argument(
+            "--topic", dest="input_topic", metavar="TOPIC", help="default: INPUT_TOPIC"
+        )
+    show.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    to = reset.add_mutually_exclusive_group(required=True)
+    to.add_argument("--to-earliest", action="store_true", help="each partition's log start")
+    to.add_argument("--to-latest", action="store_true", help="each partition's end")
+    to.add_argument(
+        "--to-datetime",
+        type=_iso_datetime,
+        metavar="ISO",
+        help="first record at or after this time (record timestamps; without one: the end)",
+    )
+    to.add_argument(
+        "--to-offset",
+        dest="to_offsets",
+        type=_partition_offset,
+        action="append",
+        metavar="P:O",
+        help="partition P to offset O (repeatable; other partitions keep theirs)",
+    )
+    reset.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
+    reset.add_argument(
+        "--force", action="store_true", help="reset even while workers of the group run"
+    )
+
+
+def _add_dlq_commands(sub: _Commands) -> None:
+    dlq = sub.add_parser("dlq", help="count dead letters by reason, or replay them")
+    actions = dlq.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser(
+        "list", help="dead letters by reason, with first and last failure time"
+    )
+    replay = actions.add_parser(
+        "replay",
+        help="put dead letters back on the input topic: original key, value and headers",
+    )
+    for parser in (listing, replay):
+        parser.add_argument(
+            "--since", type=_iso_datetime, metavar="ISO", help="only those failed at or after"
+        )
+    listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    replay.add_argument(
+        "--reason",
+        dest="reasons",
+        action="append",
+        default=[],
+        metavar="R",
+        help="only this dlq.reason (repeatable)",
+    )
+    replay.add_argument(
+        "--limit", type=_positive_int, metavar="N", help="at most N (partition, offset order)"
+    )
+    replay.add_argument("--dry-run", action="store_true", help="count what would go, send nothing")
+
+
+def _iso_datetime(text: str) -> datetime:
+    """An ISO 8601 date or date-time; one without an offset is UTC, like the event dates."""
+    try:
+        parsed = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not an ISO 8601 date-time: {text!r} (e.g. 2026-03-01T12:00:00Z)"
+        ) from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def _partition_offset(text: str) -> tuple[int, int]:
+    from worker.offsets_admin import parse_partition_offset
+
+    try:
+        return parse_partition_offset(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -130,20 +246,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"delivery-receipts-worker: configuration error: {exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level)
+    configure_logging(
+        settings.log_level, stream=sys.stderr if args.command in _REPORTING else sys.stdout
+    )
     # The *_created series double the series count and no dashboard or rule reads them.
     prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
     try:
-        _dispatch(args, settings)
+        return _dispatch(args, settings)
     except Exception:
         # One JSON line with the traceback, then a non-zero exit for the orchestrator to see.
         log.exception("command failed", extra={"command": args.command})
         return 1
-    return 0
 
 
-def _dispatch(args: argparse.Namespace, settings: Settings) -> None:
+def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     runner = _runner()
+    if args.command == "offsets":
+        return _offsets(args, settings)
+    if args.command == "dlq":
+        return _dlq(args, settings)
     if args.command == "migrate":
         from worker.migrate import apply_migrations
 
@@ -168,6 +289,68 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> None:
         runner(_produce(settings, args.messages, args.seed, args.duplicate_rate, args.rate))
     elif args.command == "tail":
         runner(_tail(settings, args.limit, args.timeout_s))
+    return 0
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"delivery-receipts-worker: {message}", file=sys.stderr)
+    return code
+
+
+def _offsets(args: argparse.Namespace, settings: Settings) -> int:
+    from worker import offsets_admin as oa
+    from worker.kafka import TopicNotFound
+
+    runner = _runner()
+    try:
+        if args.action == "show":
+            report = runner(oa.show_offsets(settings))
+            print(_json(report.to_json()) if args.json else oa.render_report(report))
+            return 0
+        target: oa.ResetTarget
+        if args.to_earliest:
+            target = oa.ToEarliest()
+        elif args.to_latest:
+            target = oa.ToLatest()
+        elif args.to_datetime is not None:
+            target = oa.ToDatetime(args.to_datetime)
+        else:
+            target = oa.to_offsets(args.to_offsets)
+        outcome = runner(oa.reset_offsets(settings, target, force=args.force, dry_run=args.dry_run))
+    except oa.InvalidTarget as exc:
+        return _fail(str(exc), 2)
+    except oa.ResetRefused as exc:
+        return _fail(f"offsets reset refused: {exc}", 3)
+    except TopicNotFound as exc:
+        return _fail(str(exc), 1)
+    print(oa.render_outcome(outcome))
+    return 0
+
+
+def _dlq(args: argparse.Namespace, settings: Settings) -> int:
+    from worker import dlq_admin as da
+    from worker.kafka import TopicNotFound
+
+    runner = _runner()
+    try:
+        if args.action == "list":
+            listing = runner(da.list_dead_letters(settings, da.Selection(since=args.since)))
+            print(_json(listing.to_json()) if args.json else da.render_listing(listing))
+            return 0
+        selection = da.Selection(frozenset(args.reasons), args.since)
+        outcome = runner(
+            da.replay_dead_letters(settings, selection, limit=args.limit, dry_run=args.dry_run)
+        )
+    except (TopicNotFound, da.DlqReadError) as exc:
+        return _fail(str(exc), 1)
+    print(da.render_replay(outcome))
+    return 0
+
+
+def _json(value: object) -> str:
+    import orjson
+
+    return orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()
 
 
 def _runner() -> Callable[[Coroutine[Any, Any, T]], T]:

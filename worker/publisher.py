@@ -29,6 +29,9 @@ H_TOPIC = "dlq.source.topic"
 H_PARTITION = "dlq.source.partition"
 H_OFFSET = "dlq.source.offset"
 H_FAILED_AT = "dlq.failed.at"
+# Exactly what dead_letter_headers appends, in its order: `dlq replay` strips this block and
+# nothing else, so an original header that happens to start with "dlq." survives a replay.
+APPENDED_HEADERS = (H_REASON, H_ERROR, H_ERROR_CLASS, H_TOPIC, H_PARTITION, H_OFFSET, H_FAILED_AT)
 
 _MAX_ERROR_HEADER_CHARS = 500
 

@@ -397,3 +397,47 @@ class Store:
         async with self._pool.acquire() as conn:
             count: int = await conn.fetchval("SELECT count(*) FROM summary_outbox")
         return count
+
+    async def stored_offsets(self, group: str, topic: str) -> dict[int, int]:
+        """Every stored next offset of `topic` for `group`, by partition."""
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT partition, next_offset FROM consumer_offsets"
+                " WHERE consumer_group = $1 AND topic = $2",
+                group,
+                topic,
+            )
+        return {r["partition"]: r["next_offset"] for r in rows}
+
+    async def set_offsets(
+        self, group: str, topic: str, offsets: Mapping[int, int]
+    ) -> dict[int, int | None]:
+        """Overwrite the stored next offsets (creating missing rows) in one transaction.
+
+        Returns what each partition held before (None: no row). A worker still holding the old
+        value fails its compare-and-set at its next batch and re-reads these (see Fenced).
+        """
+        partitions = sorted(offsets)
+        async with self._pool.acquire() as conn, conn.transaction():
+            # Locked, so the values reported as "before" are the ones actually overwritten.
+            rows = await conn.fetch(
+                "SELECT partition, next_offset FROM consumer_offsets"
+                " WHERE consumer_group = $1 AND topic = $2 AND partition = ANY($3::int[])"
+                " ORDER BY partition FOR UPDATE",
+                group,
+                topic,
+                partitions,
+            )
+            await conn.execute(
+                "INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset)"
+                " SELECT $1, $2, p, o FROM unnest($3::int[], $4::bigint[]) AS u(p, o)"
+                " ON CONFLICT (consumer_group, topic, partition)"
+                " DO UPDATE SET next_offset = excluded.next_offset, updated_at = now()",
+                group,
+                topic,
+                partitions,
+                [offsets[p] for p in partitions],
+            )
+        before: dict[int, int | None] = dict.fromkeys(partitions)
+        before.update({r["partition"]: r["next_offset"] for r in rows})
+        return before
