@@ -10,13 +10,17 @@ import sys
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import prometheus_client
 
 from worker import __version__
 from worker.config import ConfigError, Settings
 from worker.logs import configure_logging
+
+if TYPE_CHECKING:
+    # worker.api imports aiohttp and asyncpg; only the api command needs them at run time.
+    from worker.api.credentials import Credentials
 
 log = logging.getLogger("worker")
 
@@ -62,7 +66,10 @@ configuration (environment variables; flags override them):
   BATCH_MAX_RECORDS, BATCH_TIMEOUT_MS, MAX_RECORD_BYTES, SHUTDOWN_GRACE_S,
   LIVENESS_TIMEOUT_S, LOG_LEVEL, KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM,
   KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD, KAFKA_SSL_CAFILE, KAFKA_SSL_CERTFILE,
-  KAFKA_SSL_KEYFILE, API_PORT, API_AUTH_ACCOUNT_SID, API_AUTH_TOKEN: see README.md
+  KAFKA_SSL_KEYFILE: see README.md
+  api: API_HOST, API_PORT, API_AUTH_ACCOUNT_SID + API_AUTH_TOKEN and/or
+  API_CREDENTIALS_FILE (required unless API_AUTH_DISABLED=true / --insecure-no-auth),
+  API_PUBLIC_BASE_URL: see docs/api.md
 """
 
 
@@ -89,6 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     api = sub.add_parser("api", help="serve the Twilio-shaped REST read API")
     api.add_argument("--port", dest="api_port", type=int, metavar="PORT")
+    api.add_argument(
+        "--insecure-no-auth",
+        dest="api_auth_disabled",
+        action="store_true",
+        default=None,
+        help="serve without credentials: anyone reaching the port reads every account's data "
+        "(same as API_AUTH_DISABLED=true)",
+    )
 
     topics = sub.add_parser("create-topics", help="create the input, summary and DLQ topics")
     topics.add_argument("--partitions", type=int, default=6)
@@ -243,6 +258,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     try:
         settings = Settings.from_env(require=_REQUIRED[args.command], **overrides)
+        # Checked before anything starts, so a misconfigured API never listens at all.
+        credentials = _api_credentials(settings) if args.command == "api" else None
     except ConfigError as exc:
         print(f"delivery-receipts-worker: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -252,14 +269,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The *_created series double the series count and no dashboard or rule reads them.
     prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
     try:
-        return _dispatch(args, settings)
+        return _dispatch(args, settings, credentials)
     except Exception:
         # One JSON line with the traceback, then a non-zero exit for the orchestrator to see.
         log.exception("command failed", extra={"command": args.command})
         return 1
 
 
-def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+def _api_credentials(settings: Settings) -> Credentials | None:
+    from worker.api.credentials import load_credentials
+
+    return load_credentials(settings)
+
+
+def _dispatch(
+    args: argparse.Namespace, settings: Settings, credentials: Credentials | None
+) -> int:
     runner = _runner()
     if args.command == "offsets":
         return _offsets(args, settings)
@@ -275,12 +300,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
         runner(run_worker(settings))
     elif args.command == "api":
-        from worker.api import serve_api
-
-        auth = None
-        if settings.api_auth_account_sid and settings.api_auth_token:
-            auth = (settings.api_auth_account_sid, settings.api_auth_token)
-        runner(_serve_api(settings, auth, serve_api))
+        runner(_serve_api(settings, credentials))
     elif args.command == "create-topics":
         runner(_create_topics(settings, args.partitions, args.replication_factor))
     elif args.command == "produce" and args.files:
@@ -362,17 +382,21 @@ def _runner() -> Callable[[Coroutine[Any, Any, T]], T]:
     return uvloop.run
 
 
-async def _serve_api(
-    settings: Settings,
-    auth: tuple[str, str] | None,
-    serve: Callable[..., Coroutine[Any, Any, None]],
-) -> None:
+async def _serve_api(settings: Settings, credentials: Credentials | None) -> None:
+    from worker.api import serve_api
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await serve(settings.database_url, settings.api_host, settings.api_port, auth, stop)
+    await serve_api(
+        settings.database_url,
+        settings.api_host,
+        settings.api_port,
+        credentials,
+        stop,
+        base_url=settings.api_public_base_url,
+    )
 
 
 async def _create_topics(settings: Settings, partitions: int, replication: int) -> None:

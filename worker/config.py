@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, TypeVar
-from urllib.parse import unquote_plus
+from urllib.parse import unquote_plus, urlsplit
 
 T = TypeVar("T")
 
@@ -50,6 +50,12 @@ class Settings:
     api_port: int = 8000
     api_auth_account_sid: str | None = None
     api_auth_token: str | None = None
+    # One `ACxxx:token` per line (e.g. a mounted Kubernetes Secret); see worker/api/credentials.py.
+    api_credentials_file: str | None = None
+    # The only way to serve the API without credentials (also `api --insecure-no-auth`).
+    api_auth_disabled: bool = False
+    # The origin clients reach the API at (behind a proxy); URLs in responses start with it.
+    api_public_base_url: str | None = None
 
     @classmethod
     def from_env(
@@ -116,6 +122,15 @@ class Settings:
                 raise ConfigError(f"{name.upper()}: no such file: {path}")
         if (self.api_auth_account_sid is None) != (self.api_auth_token is None):
             raise ConfigError("API_AUTH_ACCOUNT_SID and API_AUTH_TOKEN must be set together")
+        if self.api_auth_disabled and (self.api_auth_token or self.api_credentials_file):
+            # Either choice could be the mistake; serving open or refusing would guess.
+            raise ConfigError(
+                "API_AUTH_DISABLED (--insecure-no-auth) and API credentials "
+                "(API_AUTH_ACCOUNT_SID/API_AUTH_TOKEN, API_CREDENTIALS_FILE) are both set; "
+                "choose one"
+            )
+        if self.api_public_base_url is not None:
+            _check_public_base_url(self.api_public_base_url)
 
     def safe(self) -> dict[str, object]:
         """The settings with secrets masked, fit for a log line."""
@@ -140,7 +155,10 @@ _INT_FIELDS = {
     "kafka_session_timeout_ms",
 }
 _FLOAT_FIELDS = {"shutdown_grace_s", "liveness_timeout_s"}
+_BOOL_FIELDS = {"api_auth_disabled"}
 _UPPER_FIELDS = {"log_level", "kafka_security_protocol", "kafka_sasl_mechanism"}
+_TRUE = frozenset({"true", "1", "yes", "on"})
+_FALSE = frozenset({"false", "0", "no", "off"})
 
 
 def _convert(name: str, value: Any) -> Any:
@@ -150,9 +168,45 @@ def _convert(name: str, value: Any) -> Any:
         return _parse(name, value, int, "an integer")
     if name in _FLOAT_FIELDS:
         return _parse(name, value, float, "a number")
+    if name in _BOOL_FIELDS:
+        return _parse_bool(name, value)
     if name in _UPPER_FIELDS:
         return value.upper()
     return value
+
+
+def _parse_bool(name: str, value: str) -> bool:
+    # Strict: a typo such as API_AUTH_DISABLED=ture must not silently mean either answer.
+    lowered = value.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ConfigError(f"{name.upper()} must be true or false, got {value!r}")
+
+
+def _check_public_base_url(url: str) -> None:
+    """An absolute http(s) origin, optionally with a path prefix: it starts every served URL."""
+    example = "e.g. https://receipts.example.com"
+    # A value with '@' may hold user:password; it is never echoed.
+    shown = repr(url) if "@" not in url else "a value with '@' (not shown)"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError on a bad port)
+    except ValueError:
+        raise ConfigError(f"API_PUBLIC_BASE_URL is not a valid URL ({example})") from None
+    if "@" in parts.netloc:
+        # It would be sent to every client in every URL.
+        raise ConfigError("API_PUBLIC_BASE_URL must not contain user info (user:password@)")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"API_PUBLIC_BASE_URL must be an absolute http:// or https:// URL ({example}), "
+            f"got {shown}"
+        )
+    if parts.query or parts.fragment or "?" in url or "#" in url:
+        raise ConfigError(f"API_PUBLIC_BASE_URL must not have a query or fragment, got {shown}")
+    if any(c.isspace() for c in url):
+        raise ConfigError(f"API_PUBLIC_BASE_URL must not contain white space, got {shown}")
 
 
 def _parse(name: str, value: str, kind: Callable[[str], T], what: str) -> T:

@@ -44,11 +44,58 @@ def test_environment_and_overrides() -> None:
         ),
         ({"KAFKA_SSL_CAFILE": "/nonexistent/ca.pem"}, "KAFKA_SSL_CAFILE"),
         ({"API_AUTH_TOKEN": "t"}, "API_AUTH_ACCOUNT_SID"),
+        ({"API_AUTH_DISABLED": "ture"}, "API_AUTH_DISABLED"),
+        (
+            {"API_AUTH_DISABLED": "true", "API_CREDENTIALS_FILE": "/run/secrets/api"},
+            "API_AUTH_DISABLED",
+        ),
+        (
+            {
+                "API_AUTH_DISABLED": "1",
+                "API_AUTH_ACCOUNT_SID": "AC" + "a" * 32,
+                "API_AUTH_TOKEN": "t",
+            },
+            "choose one",
+        ),
+        ({"API_PUBLIC_BASE_URL": "receipts.example.com"}, "API_PUBLIC_BASE_URL"),
+        ({"API_PUBLIC_BASE_URL": "ftp://receipts.example.com"}, "API_PUBLIC_BASE_URL"),
+        ({"API_PUBLIC_BASE_URL": "https://"}, "API_PUBLIC_BASE_URL"),
+        ({"API_PUBLIC_BASE_URL": "https://receipts.example.com/?a=1"}, "query"),
+        ({"API_PUBLIC_BASE_URL": "https://receipts.example.com/#top"}, "fragment"),
+        ({"API_PUBLIC_BASE_URL": "https://receipts.example.com:99999"}, "API_PUBLIC_BASE_URL"),
+        ({"API_PUBLIC_BASE_URL": "https://a b.example.com"}, "API_PUBLIC_BASE_URL"),
     ],
 )
 def test_bad_values_are_named(env: dict[str, str], named: str) -> None:
     with pytest.raises(ConfigError, match=named):
         Settings.from_env({**BASE, **env})
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("true", True), ("TRUE", True), ("1", True), ("yes", True), ("false", False), ("0", False)],
+)
+def test_api_auth_disabled_is_a_strict_boolean(value: str, expected: bool) -> None:
+    assert Settings.from_env({**BASE, "API_AUTH_DISABLED": value}).api_auth_disabled is expected
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://receipts.example.com",
+        "https://receipts.example.com/",
+        "http://10.0.0.7:8000",
+        "https://example.com/delivery-api",
+    ],
+)
+def test_public_base_url_accepted(url: str) -> None:
+    assert Settings.from_env({**BASE, "API_PUBLIC_BASE_URL": url}).api_public_base_url == url
+
+
+def test_public_base_url_with_user_info_is_refused_without_echoing_it() -> None:
+    with pytest.raises(ConfigError, match="user info") as info:
+        Settings.from_env({**BASE, "API_PUBLIC_BASE_URL": "https://u:hunter2@example.com"})
+    assert "hunter2" not in str(info.value)
 
 
 def test_secrets_are_masked() -> None:
@@ -59,10 +106,26 @@ def test_secrets_are_masked() -> None:
             "KAFKA_SASL_MECHANISM": "SCRAM-SHA-256",
             "KAFKA_SASL_USERNAME": "svc",
             "KAFKA_SASL_PASSWORD": "hunter2",
+            "API_AUTH_ACCOUNT_SID": "AC" + "a" * 32,
+            "API_AUTH_TOKEN": "api-token-42",
+            "API_CREDENTIALS_FILE": "/run/secrets/api/credentials",
         }
     )
     text = repr(s.safe())
     assert "hunter2" not in text and "pw@" not in text and "u:***@db" in text
+    assert "api-token-42" not in text and "/run/secrets/api/credentials" in text
+
+
+def test_cli_api_refuses_to_start_without_credentials(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("API_AUTH_ACCOUNT_SID", "API_AUTH_TOKEN", "API_CREDENTIALS_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("API_AUTH_DISABLED", raising=False)
+    monkeypatch.setenv("DATABASE_URL", BASE["DATABASE_URL"])
+    assert main(["api"]) == 2
+    err = capsys.readouterr().err
+    assert "API_CREDENTIALS_FILE" in err and "--insecure-no-auth" in err
 
 
 def test_cli_stops_on_bad_config_with_the_name(

@@ -14,11 +14,14 @@ import asyncpg
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from worker.api.access import access_middleware
 from worker.api.auth import auth_middleware
+from worker.api.credentials import Credentials
 from worker.api.errors import error_middleware
+from worker.api.metrics import ApiMetrics
 from worker.api.routes import BASE_URL, POOL, add_routes
 
-__all__ = ["create_app", "serve_api"]
+__all__ = ["Credentials", "create_app", "serve_api"]
 
 log = logging.getLogger(__name__)
 
@@ -32,18 +35,25 @@ _SERVER_SETTINGS = {
 
 
 def create_app(
-    pool: asyncpg.Pool, *, base_url: str | None, auth: tuple[str, str] | None
+    pool: asyncpg.Pool, *, base_url: str | None, credentials: Credentials | None
 ) -> web.Application:
-    """The aiohttp application; ``base_url`` (e.g. ``https://api.example.com``) prefixes every
-    URL in responses, else the scheme and Host of each request do."""
-    middlewares: list[Middleware] = [error_middleware]
-    if auth is not None:
-        # Inside the error middleware, so a refusal gets a Twilio error body too.
-        middlewares.append(auth_middleware(auth))
+    """The aiohttp application.
+
+    ``base_url`` (e.g. ``https://receipts.example.com``) prefixes every URL in responses,
+    else the scheme and Host of each request do. ``credentials`` None serves every account
+    to anyone: only ``serve_api``'s caller may decide that (the CLI asks for it explicitly).
+    """
+    metrics = ApiMetrics()
+    # Outermost first: the access log sees the final answer of the error middleware, which
+    # in turn turns the auth middleware's refusals into Twilio error bodies.
+    middlewares: list[Middleware] = [access_middleware(metrics), error_middleware]
+    if credentials is not None:
+        middlewares.append(auth_middleware(credentials))
     app = web.Application(middlewares=middlewares)
     app[POOL] = pool
     app[BASE_URL] = base_url.rstrip("/") if base_url else ""
     add_routes(app)
+    app.router.add_get("/metrics", metrics.handler)
     return app
 
 
@@ -51,24 +61,42 @@ async def serve_api(
     database_url: str,
     host: str,
     port: int,
-    auth: tuple[str, str] | None,
+    credentials: Credentials | None,
     stop: asyncio.Event,
     *,
     base_url: str | None = None,
 ) -> None:
     """Serve the API on ``host:port`` until ``stop`` is set, then close cleanly."""
+    if credentials is None:
+        log.warning(
+            "api authentication is DISABLED (API_AUTH_DISABLED / --insecure-no-auth): "
+            "anyone who reaches this port reads every account's receipts"
+        )
+    if not base_url:
+        log.info("API_PUBLIC_BASE_URL is not set: URLs in responses follow each request's Host")
     # min_size=0: the API starts (and answers 503) while the database is still down.
     pool = await asyncpg.create_pool(
         database_url, min_size=0, max_size=10, server_settings=_SERVER_SETTINGS
     )
     runner = web.AppRunner(
-        create_app(pool, base_url=base_url, auth=auth), access_log=None, shutdown_timeout=10.0
+        create_app(pool, base_url=base_url, credentials=credentials),
+        access_log=None,  # worker.api.access writes a JSON line per request instead
+        shutdown_timeout=10.0,
     )
     try:
         await runner.setup()
         site = web.TCPSite(runner, host, port)
         await site.start()
-        log.info("api listening", extra={"host": host, "port": port, "auth": auth is not None})
+        log.info(
+            "api listening",
+            extra={
+                "host": host,
+                "port": port,
+                "auth": credentials is not None,
+                "accounts": len(credentials.accounts) if credentials is not None else 0,
+                "base_url": base_url,
+            },
+        )
         await stop.wait()
     finally:
         await runner.cleanup()

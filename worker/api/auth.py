@@ -1,22 +1,25 @@
-"""Optional HTTP Basic authentication with an account SID and auth token, as Twilio does.
+"""HTTP Basic authentication with an account SID and auth token, as Twilio does.
 
-Only ``/healthz`` is open when credentials are configured: probes must not need secrets,
-and it reveals nothing about the data.
+The account a request authenticates as is kept on it (``ACCOUNT``) and scopes every query.
+``/healthz`` and ``/metrics`` are open: probes and scrapers must not need an account's
+secret, and neither reveals any account's data.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import hmac
 from typing import Final
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from worker.api.credentials import Credentials
 from worker.api.errors import AUTHENTICATE, ApiError
 
-OPEN_PATHS: Final = frozenset({"/healthz"})
+OPEN_PATHS: Final = frozenset({"/healthz", "/metrics"})
+# The account SID the request authenticated as; absent when the API runs open.
+ACCOUNT: Final = web.RequestKey("account_sid", str)
 _CHALLENGE: Final = {"WWW-Authenticate": 'Basic realm="Delivery Receipts API"'}
 
 
@@ -37,17 +40,6 @@ def parse_basic(header: str | None) -> tuple[str, str] | None:
     return user, password
 
 
-def credentials_match(given: tuple[str, str] | None, expected: tuple[str, str]) -> bool:
-    """Constant-time comparison of both parts, so timing reveals neither."""
-    if given is None:
-        # Still compare, so a missing header costs the same as a wrong one.
-        given = ("", "")
-    user_ok = hmac.compare_digest(given[0].encode(), expected[0].encode())
-    token_ok = hmac.compare_digest(given[1].encode(), expected[1].encode())
-    # Both comparisons always run: `and` would short-circuit on the first.
-    return user_ok & token_ok
-
-
 def unauthorized() -> ApiError:
     return ApiError(
         401,
@@ -57,15 +49,24 @@ def unauthorized() -> ApiError:
     )
 
 
-def auth_middleware(expected: tuple[str, str]) -> Middleware:
-    """Middleware refusing every request but the open paths without these credentials."""
+def caller_account(request: web.Request) -> str | None:
+    """The account whose data this request may see; None (every account) when running open."""
+    return request.get(ACCOUNT)
+
+
+def auth_middleware(credentials: Credentials) -> Middleware:
+    """Middleware refusing every request but the open paths without valid credentials."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path not in OPEN_PATHS and not credentials_match(
-            parse_basic(request.headers.get("Authorization")), expected
-        ):
+        if request.path in OPEN_PATHS:
+            return await handler(request)
+        # A missing header is checked as an empty login, so it costs what a wrong one costs.
+        username, password = parse_basic(request.headers.get("Authorization")) or ("", "")
+        account = credentials.authenticate(username, password)
+        if account is None:
             raise unauthorized()
+        request[ACCOUNT] = account
         return await handler(request)
 
     return middleware

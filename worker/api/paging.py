@@ -27,6 +27,10 @@ MAX_PAGE_NUMBER: Final = 10_000_000
 _MAX_TOKEN_CHARS: Final = 1024
 _MAX_KEY_PARTS: Final = 4
 _MAX_KEY_STR: Final = 64
+# Key parts go to PostgreSQL as text and bigint: anything a key of ours cannot be (a NUL,
+# a lone surrogate, an integer beyond bigint) would make the query fail with a 500 instead.
+_MIN_KEY_INT: Final = -(2**63)
+_MAX_KEY_INT: Final = 2**63 - 1
 
 KeyPart = str | int
 Key = tuple[KeyPart, ...]
@@ -72,22 +76,31 @@ def decode_token(token: str) -> Cursor:
     if not token or len(token) > _MAX_TOKEN_CHARS:
         raise bad
     try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        raw = base64.urlsafe_b64decode(token.encode("ascii") + b"=" * (-len(token) % 4))
         doc = json.loads(raw)
-    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
+    except (binascii.Error, ValueError, RecursionError) as exc:
+        # ValueError covers a non-ASCII token, bad JSON and bad UTF-8 inside it.
         raise bad from exc
     if not isinstance(doc, dict) or set(doc) != {"d", "k"} or doc["d"] not in ("n", "p"):
         raise bad
     key = doc["k"]
     if not isinstance(key, list) or not 1 <= len(key) <= _MAX_KEY_PARTS:
         raise bad
-    for part in key:
-        # bool is an int subclass; JSON true/false is never a key part this API writes.
-        if isinstance(part, bool) or not isinstance(part, str | int):
-            raise bad
-        if isinstance(part, str) and len(part) > _MAX_KEY_STR:
-            raise bad
+    if not all(_is_key_part(part) for part in key):
+        raise bad
     return Cursor(forward=doc["d"] == "n", key=tuple(key))
+
+
+def _is_key_part(part: object) -> bool:
+    # bool is an int subclass; JSON true/false is never a key part this API writes.
+    if isinstance(part, bool):
+        return False
+    if isinstance(part, int):
+        return _MIN_KEY_INT <= part <= _MAX_KEY_INT
+    if isinstance(part, str):
+        # Keys are SIDs and timestamps: printable ASCII.
+        return len(part) <= _MAX_KEY_STR and all(" " <= c <= "~" for c in part)
+    return False
 
 
 def require_key_shape(cursor: Cursor | None, *types: type) -> Cursor | None:

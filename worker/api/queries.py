@@ -3,11 +3,16 @@
 Every statement is bounded: single rows by primary key, lists by keyset and LIMIT, the
 stats by a time window the caller cannot make larger than seven days. The SQL text is
 constant; only parameters vary, so nothing a client sends is ever spliced into it.
+
+Every statement is also scoped to the caller's account (``account_sid``): a row of another
+account is not found, exactly like a row that does not exist. ``None`` (the API running
+open, without credentials) sees every account.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
@@ -24,26 +29,28 @@ _RECEIPT_COLUMNS: Final = (
     "participant_sid, channel_message_sid, channel, status, error_code, date_created, "
     "date_updated"
 )
-# $3 NULL = the unscoped path, which (like Twilio's default service) sees every service.
+# $3 NULL = the unscoped path, which (like Twilio's default service) sees every service;
+# $4 NULL = no account scope (the API running open).
 _RECEIPT_SCOPE: Final = (
     "message_sid = $1 AND conversation_sid = $2 AND ($3::text IS NULL OR chat_service_sid = $3)"
+    " AND ($4::text IS NULL OR account_sid = $4)"
 )
 
 _LIST_RECEIPTS_FORWARD: Final = f"""
 SELECT {_RECEIPT_COLUMNS} FROM delivery_receipts
-WHERE {_RECEIPT_SCOPE} AND ($4::text IS NULL OR participant_sid > $4)
+WHERE {_RECEIPT_SCOPE} AND ($5::text IS NULL OR participant_sid > $5)
 ORDER BY participant_sid
-LIMIT $5"""
+LIMIT $6"""
 
 _LIST_RECEIPTS_BACKWARD: Final = f"""
 SELECT {_RECEIPT_COLUMNS} FROM delivery_receipts
-WHERE {_RECEIPT_SCOPE} AND participant_sid < $4
+WHERE {_RECEIPT_SCOPE} AND participant_sid < $5
 ORDER BY participant_sid DESC
-LIMIT $5"""
+LIMIT $6"""
 
 _FETCH_RECEIPT: Final = f"""
 SELECT {_RECEIPT_COLUMNS} FROM delivery_receipts
-WHERE {_RECEIPT_SCOPE} AND receipt_sid = $4
+WHERE {_RECEIPT_SCOPE} AND receipt_sid = $5
 ORDER BY participant_sid
 LIMIT 1"""
 
@@ -91,57 +98,49 @@ SELECT channel,
        count(*) FILTER (WHERE status = 'undelivered')::int AS undelivered
 FROM delivery_receipts
 WHERE date_created >= $1 AND date_created < $2 AND channel <> 'chat'
+  AND ($4::text IS NULL OR account_sid = $4)
 GROUP BY channel
 ORDER BY channel
 LIMIT $3"""
 
 
+@dataclass(frozen=True, slots=True)
+class MessageKey:
+    """Which message a request is about, and whose eyes it is for."""
+
+    account_sid: str | None
+    service_sid: str | None
+    conversation_sid: str
+    message_sid: str
+
+    def params(self) -> tuple[str | None, ...]:
+        """The values of ``_RECEIPT_SCOPE``'s $1 to $4."""
+        return (self.message_sid, self.conversation_sid, self.service_sid, self.account_sid)
+
+
 async def list_receipts(
-    pool: asyncpg.Pool,
-    *,
-    service_sid: str | None,
-    conversation_sid: str,
-    message_sid: str,
-    cursor: Cursor | None,
-    limit: int,
+    pool: asyncpg.Pool, message: MessageKey, *, cursor: Cursor | None, limit: int
 ) -> list[Row]:
     """Up to ``limit`` receipts of a message after (or before) ``cursor``, in travel order."""
     after = cursor.key[0] if cursor is not None else None
     sql = _LIST_RECEIPTS_FORWARD if cursor is None or cursor.forward else _LIST_RECEIPTS_BACKWARD
-    rows: list[Row] = await pool.fetch(
-        sql, message_sid, conversation_sid, service_sid, after, limit
-    )
+    rows: list[Row] = await pool.fetch(sql, *message.params(), after, limit)
     return rows
 
 
-async def fetch_receipt(
-    pool: asyncpg.Pool,
-    *,
-    service_sid: str | None,
-    conversation_sid: str,
-    message_sid: str,
-    receipt_sid: str,
-) -> Row | None:
-    row: Row | None = await pool.fetchrow(
-        _FETCH_RECEIPT, message_sid, conversation_sid, service_sid, receipt_sid
-    )
+async def fetch_receipt(pool: asyncpg.Pool, message: MessageKey, receipt_sid: str) -> Row | None:
+    row: Row | None = await pool.fetchrow(_FETCH_RECEIPT, *message.params(), receipt_sid)
     return row
 
 
-async def message_exists(
-    pool: asyncpg.Pool, *, service_sid: str | None, conversation_sid: str, message_sid: str
-) -> bool:
+async def message_exists(pool: asyncpg.Pool, message: MessageKey) -> bool:
     """Whether the worker has seen the message (a summary row or at least one receipt)."""
-    found = await pool.fetchval(_MESSAGE_EXISTS, message_sid, conversation_sid, service_sid)
+    found = await pool.fetchval(_MESSAGE_EXISTS, *message.params())
     return bool(found)
 
 
-async def fetch_message(
-    pool: asyncpg.Pool, *, service_sid: str | None, conversation_sid: str, message_sid: str
-) -> Row | None:
-    row: Row | None = await pool.fetchrow(
-        _FETCH_MESSAGE, message_sid, conversation_sid, service_sid
-    )
+async def fetch_message(pool: asyncpg.Pool, message: MessageKey) -> Row | None:
+    row: Row | None = await pool.fetchrow(_FETCH_MESSAGE, *message.params())
     return row
 
 
@@ -161,7 +160,9 @@ async def list_history(
     return rows
 
 
-async def delivery_stats(pool: asyncpg.Pool, *, start: datetime, end: datetime) -> list[Row]:
-    """Per-channel stage counts of the receipts created in ``[start, end)``."""
-    rows: list[Row] = await pool.fetch(_DELIVERY_STATS, start, end, MAX_STATS_CHANNELS)
+async def delivery_stats(
+    pool: asyncpg.Pool, *, account_sid: str | None, start: datetime, end: datetime
+) -> list[Row]:
+    """Per-channel stage counts of the account's receipts created in ``[start, end)``."""
+    rows: list[Row] = await pool.fetch(_DELIVERY_STATS, start, end, MAX_STATS_CHANNELS, account_sid)
     return rows

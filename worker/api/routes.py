@@ -1,9 +1,9 @@
 """The HTTP handlers and route table of the Twilio-shaped read API.
 
 Each handler validates its path and query first (400 before any SQL), asks ``queries``
-and shapes the answer with ``serializers``; the same handlers serve the unscoped
-``/v1/Conversations/...`` and the service-scoped ``/v1/Services/{IS}/Conversations/...``
-paths.
+for the caller's account only and shapes the answer with ``serializers``; the same
+handlers serve the unscoped ``/v1/Conversations/...`` and the service-scoped
+``/v1/Services/{IS}/Conversations/...`` paths.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import asyncpg
 from aiohttp import web
 
 from worker.api import queries, serializers
-from worker.api.errors import invalid_parameter, not_found
+from worker.api.auth import caller_account
+from worker.api.errors import ApiError, invalid_parameter, not_found
 from worker.api.paging import (
     Cursor,
     Key,
@@ -27,7 +28,7 @@ from worker.api.paging import (
     require_key_shape,
     slice_page,
 )
-from worker.api.sids import require_sid
+from worker.api.sids import is_sid, require_sid
 from worker.api.windows import DEFAULT_WINDOW, format_window, parse_window
 
 POOL: Final = web.AppKey("pool", asyncpg.Pool)
@@ -35,15 +36,13 @@ BASE_URL: Final = web.AppKey("base_url", str)
 
 _MESSAGE_PATH: Final = "/Conversations/{ConversationSid}/Messages/{MessageSid}"
 _SCOPES: Final = ("/v1", "/v1/Services/{ChatServiceSid}")
+# The form of serializers.iso8601_precise, which history page tokens carry.
+_HISTORY_TIME_FORMAT: Final = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
 @dataclass(frozen=True, slots=True)
-class MessageScope:
-    """The validated SIDs of a message path and the path prefix to build URLs with."""
-
-    service_sid: str | None
-    conversation_sid: str
-    message_sid: str
+class MessageScope(queries.MessageKey):
+    """The validated SIDs of a message path, the caller's account, and the URLs they make."""
 
     @property
     def message_path(self) -> str:
@@ -58,10 +57,11 @@ class MessageScope:
         return f"{self.receipts_path}/{receipt_sid}"
 
 
-def message_scope(match_info: Mapping[str, str]) -> MessageScope:
+def message_scope(match_info: Mapping[str, str], account_sid: str | None) -> MessageScope:
     """Validate the SIDs of a message path; raises a 400 naming the first bad one."""
     service = match_info.get("ChatServiceSid")
     return MessageScope(
+        account_sid=account_sid,
         service_sid=require_sid("ChatServiceSid", service) if service is not None else None,
         conversation_sid=require_sid("ConversationSid", match_info["ConversationSid"]),
         message_sid=require_sid("MessageSid", match_info["MessageSid"]),
@@ -82,6 +82,18 @@ def _history_key(row: queries.Row) -> Key:
     return (serializers.iso8601_precise(row["date_updated"]) or "", row["id"])
 
 
+def _wrong_token() -> ApiError:
+    return invalid_parameter("Invalid PageToken for this list", "PageToken")
+
+
+def _receipt_position(cursor: Cursor | None) -> Cursor | None:
+    """A receipts-list token must point at a participant SID, the key that list sorts by."""
+    require_key_shape(cursor, str)
+    if cursor is not None and not is_sid(str(cursor.key[0]), "MB"):
+        raise _wrong_token()
+    return cursor
+
+
 def _history_position(cursor: Cursor | None) -> tuple[datetime, int] | None:
     """The (date_updated, id) a history token points at; a 400 if it is not one."""
     if cursor is None:
@@ -89,22 +101,22 @@ def _history_position(cursor: Cursor | None) -> tuple[datetime, int] | None:
     require_key_shape(cursor, str, int)
     when, row_id = cursor.key
     try:
-        parsed = datetime.fromisoformat(str(when))
+        # Exactly the form this API writes; anything else was not made here.
+        parsed = datetime.strptime(str(when), _HISTORY_TIME_FORMAT).replace(tzinfo=UTC)
     except ValueError as exc:
-        raise invalid_parameter("Invalid PageToken for this list", "PageToken") from exc
-    if parsed.tzinfo is None:
-        raise invalid_parameter("Invalid PageToken for this list", "PageToken")
-    return parsed, int(row_id)
+        raise _wrong_token() from exc
+    if not isinstance(row_id, int) or row_id < 0:
+        raise _wrong_token()
+    return parsed, row_id
+
+
+def _scope(request: web.Request) -> MessageScope:
+    return message_scope(request.match_info, caller_account(request))
 
 
 async def get_message(request: web.Request) -> web.Response:
-    scope = message_scope(request.match_info)
-    row = await queries.fetch_message(
-        request.app[POOL],
-        service_sid=scope.service_sid,
-        conversation_sid=scope.conversation_sid,
-        message_sid=scope.message_sid,
-    )
+    scope = _scope(request)
+    row = await queries.fetch_message(request.app[POOL], scope)
     if row is None:
         raise not_found(request.path)
     base = base_url(request)
@@ -114,29 +126,14 @@ async def get_message(request: web.Request) -> web.Response:
 
 
 async def list_receipts(request: web.Request) -> web.Response:
-    scope = message_scope(request.match_info)
+    scope = _scope(request)
     paging = parse_page_request(request.query)
-    require_key_shape(paging.cursor, str)
+    cursor = _receipt_position(paging.cursor)
     pool = request.app[POOL]
-    rows = await queries.list_receipts(
-        pool,
-        service_sid=scope.service_sid,
-        conversation_sid=scope.conversation_sid,
-        message_sid=scope.message_sid,
-        cursor=paging.cursor,
-        limit=paging.page_size + 1,
-    )
-    # An empty first page is either a message without receipts or no message at all.
-    if (
-        not rows
-        and paging.cursor is None
-        and not await queries.message_exists(
-            pool,
-            service_sid=scope.service_sid,
-            conversation_sid=scope.conversation_sid,
-            message_sid=scope.message_sid,
-        )
-    ):
+    rows = await queries.list_receipts(pool, scope, cursor=cursor, limit=paging.page_size + 1)
+    # An empty first page is either a message without receipts or no message (of this
+    # account) at all.
+    if not rows and cursor is None and not await queries.message_exists(pool, scope):
         raise not_found(request.path)
     page = slice_page(rows, paging, _receipt_key)
     base = base_url(request)
@@ -153,27 +150,21 @@ async def list_receipts(request: web.Request) -> web.Response:
 
 async def _receipt_or_404(request: web.Request, scope: MessageScope) -> queries.Row:
     receipt_sid = require_sid("Sid", request.match_info["Sid"])
-    row = await queries.fetch_receipt(
-        request.app[POOL],
-        service_sid=scope.service_sid,
-        conversation_sid=scope.conversation_sid,
-        message_sid=scope.message_sid,
-        receipt_sid=receipt_sid,
-    )
+    row = await queries.fetch_receipt(request.app[POOL], scope, receipt_sid)
     if row is None:
         raise not_found(request.path)
     return row
 
 
 async def get_receipt(request: web.Request) -> web.Response:
-    scope = message_scope(request.match_info)
+    scope = _scope(request)
     row = await _receipt_or_404(request, scope)
     url = base_url(request) + scope.receipt_path(row["receipt_sid"])
     return web.json_response(serializers.receipt(row, url))
 
 
 async def list_history(request: web.Request) -> web.Response:
-    scope = message_scope(request.match_info)
+    scope = _scope(request)
     paging: PageRequest = parse_page_request(request.query)
     position = _history_position(paging.cursor)
     receipt = await _receipt_or_404(request, scope)
@@ -199,7 +190,9 @@ async def get_delivery_stats(request: web.Request) -> web.Response:
     window = parse_window(request.query.get("Window", DEFAULT_WINDOW))
     end = datetime.now(UTC)
     start = end - window
-    rows = await queries.delivery_stats(request.app[POOL], start=start, end=end)
+    rows = await queries.delivery_stats(
+        request.app[POOL], account_sid=caller_account(request), start=start, end=end
+    )
     canonical = format_window(window)
     url = f"{base_url(request)}/v1/DeliveryStats?Window={canonical}"
     return web.json_response(serializers.delivery_stats(rows, canonical, start, end, url))

@@ -1,6 +1,8 @@
 """Turns database rows into the JSON resources Twilio's Conversations v1 API returns.
 
-Pure functions: a row mapping and the absolute URLs in, a JSON-ready dict out.
+Pure functions: a row mapping and the absolute URLs in, a JSON-ready dict out. The Twilio
+resources carry every field Twilio's OpenAPI document (twilio-oai, twilio_conversations_v1)
+defines for them, with values its schemas accept; docs/api.md explains each choice.
 """
 
 from __future__ import annotations
@@ -10,6 +12,21 @@ from datetime import UTC, datetime
 from typing import Any
 
 STAGES = ("sent", "delivered", "read", "failed", "undelivered")
+# Twilio's delivery-status enum; the worker's `queued` (not yet sent) is not in it.
+TWILIO_STATUSES = frozenset(STAGES)
+# The index of a message in its conversation is unknown to the worker; Twilio's schema has
+# it as a non-null integer defaulting to 0.
+UNKNOWN_INDEX = 0
+
+
+def twilio_status(status: str) -> str | None:
+    """The status as Twilio serves it: null while the receipt is still queued."""
+    return status if status in TWILIO_STATUSES else None
+
+
+def twilio_error_code(error_code: int | None) -> int:
+    """Twilio's ``error_code`` is an integer, 0 when there is no error (stored as NULL)."""
+    return error_code if error_code is not None else 0
 
 
 def iso8601(value: datetime | None) -> str | None:
@@ -27,7 +44,7 @@ def iso8601_precise(value: datetime | None) -> str | None:
 
 
 def receipt(row: Mapping[str, Any], url: str) -> dict[str, Any]:
-    """A Receipt resource. ``error_code`` is null when there is no error (see docs/api.md)."""
+    """A Receipt resource, as Twilio serves it on both the unscoped and the service path."""
     return {
         "account_sid": row["account_sid"],
         "chat_service_sid": row["chat_service_sid"],
@@ -36,8 +53,8 @@ def receipt(row: Mapping[str, Any], url: str) -> dict[str, Any]:
         "sid": row["receipt_sid"],
         "channel_message_sid": row["channel_message_sid"],
         "participant_sid": row["participant_sid"],
-        "status": row["status"],
-        "error_code": row["error_code"],
+        "status": twilio_status(row["status"]),
+        "error_code": twilio_error_code(row["error_code"]),
         "date_created": iso8601(row["date_created"]),
         "date_updated": iso8601(row["date_updated"]),
         "url": url,
@@ -47,7 +64,11 @@ def receipt(row: Mapping[str, Any], url: str) -> dict[str, Any]:
 
 
 def history_entry(row: Mapping[str, Any], receipt_row: Mapping[str, Any]) -> dict[str, Any]:
-    """One applied status change of a receipt (this API's extension; Twilio keeps none)."""
+    """One applied status change of a receipt (this API's extension; Twilio keeps none).
+
+    The status is the worker's own, ``queued`` included: the history is where that step shows.
+    ``error_code`` follows Twilio's convention (0 for none) like the receipt it belongs to.
+    """
     return {
         "account_sid": receipt_row["account_sid"],
         "conversation_sid": receipt_row["conversation_sid"],
@@ -56,7 +77,7 @@ def history_entry(row: Mapping[str, Any], receipt_row: Mapping[str, Any]) -> dic
         "participant_sid": row["participant_sid"],
         "channel": row["channel"],
         "status": row["status"],
-        "error_code": row["error_code"],
+        "error_code": twilio_error_code(row["error_code"]),
         "date_updated": iso8601_precise(row["date_updated"]),
         "date_recorded": iso8601_precise(row["recorded_at"]),
     }
@@ -75,13 +96,13 @@ def delivery_counts(row: Mapping[str, Any]) -> dict[str, int]:
 
 
 def message(row: Mapping[str, Any], url: str, receipts_url: str) -> dict[str, Any]:
-    """A Message resource; what only Twilio knows (body, author, ...) is null."""
+    """A Message resource; what only Twilio knows (body, author, ...) is null, ``index`` 0."""
     return {
         "account_sid": row["account_sid"],
         "chat_service_sid": row["chat_service_sid"],
         "conversation_sid": row["conversation_sid"],
         "sid": row["message_sid"],
-        "index": None,
+        "index": UNKNOWN_INDEX,
         "author": None,
         "body": None,
         "media": None,

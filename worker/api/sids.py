@@ -1,7 +1,7 @@
 """Validates the SIDs that appear in request paths before any of them reaches SQL.
 
-A SID is two uppercase letters and 32 hex digits (SPEC §2); the prefix names the resource
-type, so a receipt SID in a message position is as wrong as a malformed one.
+A SID is two uppercase letters and 32 hex digits of either case (SPEC §2); the prefix names
+the resource type, so a receipt SID in a message position is as wrong as a malformed one.
 """
 
 from __future__ import annotations
@@ -28,10 +28,13 @@ def is_sid(value: str, prefix: str) -> bool:
 
 
 def require_sid(name: str, value: str) -> str:
-    """Return ``value`` if it is a valid SID for path parameter ``name``, else raise a 400."""
+    """``value`` in stored form if it is a valid SID for path parameter ``name``, else a 400.
+
+    The read model stores hex digits in lower case, so ``CHABC...`` finds ``CHabc...``.
+    """
     prefix = PREFIXES[name]
     if not is_sid(value, prefix):
         raise invalid_parameter(
             f"Invalid {name}: expected '{prefix}' followed by 32 hex digits", name
         )
-    return value
+    return prefix + value[2:].lower()
