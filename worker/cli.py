@@ -282,9 +282,7 @@ def _api_credentials(settings: Settings) -> Credentials | None:
     return load_credentials(settings)
 
 
-def _dispatch(
-    args: argparse.Namespace, settings: Settings, credentials: Credentials | None
-) -> int:
+def _dispatch(args: argparse.Namespace, settings: Settings, credentials: Credentials | None) -> int:
     runner = _runner()
     if args.command == "offsets":
         return _offsets(args, settings)
