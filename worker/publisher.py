@@ -53,6 +53,18 @@ def dead_letter_headers(
     ]
 
 
+def _sendable_value(record: ConsumerRecord) -> bytes | None:
+    """The record's value, or b"" for a record with neither key nor value.
+
+    Other clients can produce such a record (a keyless tombstone); aiokafka refuses to send
+    one, and a dead letter that cannot be sent would stop the worker. Its DLQ copy carries
+    an empty value instead of a null one, with reason `empty_value`.
+    """
+    if record.value is None and record.key is None:
+        return b""
+    return record.value
+
+
 class Publisher:
     """Sends to the summary and dead-letter topics and waits for the broker's acknowledgement."""
 
@@ -65,7 +77,7 @@ class Publisher:
         pending = [
             await self._producer.send(
                 self._dlq_topic,
-                value=record.value,
+                value=_sendable_value(record),
                 key=record.key,
                 headers=dead_letter_headers(record, error),
             )

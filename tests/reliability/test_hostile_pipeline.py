@@ -16,6 +16,7 @@ import random
 import aiohttp
 import asyncpg
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from devstack._util import free_port
 from tests.integration.support import (
@@ -125,3 +126,35 @@ async def test_hostile_corpus_is_dead_lettered_and_good_records_applied(
         ), reason
     assert metric_value(metrics, "delivery_worker_events_skipped_total", reason="empty_batch") == 1
     assert metric_value(metrics, "delivery_worker_events_skipped_total", reason="chat_channel") == 1
+
+
+async def test_keyless_tombstone_is_dead_lettered_and_the_worker_goes_on(
+    worker_settings: Settings,
+) -> None:
+    """A record with neither key nor value, as other clients can write: a dead letter."""
+    s = dataclasses.replace(worker_settings, http_port=free_port())
+    [event] = list(generate_events(1, seed=5, max_receipts=1))[:1]
+    producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap_servers)
+    await producer.start()
+    try:
+        # aiokafka's send() refuses key=None and value=None; a raw batch does not.
+        batch = producer.create_batch()
+        batch.append(key=None, value=None, timestamp=None, headers=[("origin", b"other")])
+        await (await producer.send_batch(batch, s.input_topic, partition=0))
+    finally:
+        await producer.stop()
+    await produce(s.kafka_bootstrap_servers, s.input_topic, encode_mixed([event], seed=5))
+
+    async with running_worker(s):
+        await wait_caught_up(s, timeout_s=60)
+        tasks = _worker_tasks()
+        assert tasks and not any(t.done() for t in tasks), "the worker stopped"
+    [dead] = await read_topic(s.kafka_bootstrap_servers, s.dlq_topic)
+    assert (dead.key, dead.value) == (None, b"")
+    assert dead.raw_headers[0] == ("origin", b"other")
+    assert dead.headers["dlq.reason"] == b"empty_value"
+    conn = await asyncpg.connect(s.database_url)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM delivery_receipts") == 1
+    finally:
+        await conn.close()
