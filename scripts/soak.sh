@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The long version of the fault tests (tests/reliability/test_faults.py): every fault at soak
+# The long version of the fault tests (tests/reliability/test_faults.py, test_partitioning.py,
+# and the concurrent-writer test of the store): every fault at soak
 # sizes, repeated SOAK_ROUNDS times with different stream seeds and kill instants. Real Kafka
 # and PostgreSQL are started and stopped by the test fixtures, as in CI.
 #
@@ -24,6 +25,10 @@ export RELIABILITY_OUTAGE_SECONDS="${RELIABILITY_OUTAGE_SECONDS:-20}"
 export RELIABILITY_OUTBOX_EVENTS="${RELIABILITY_OUTBOX_EVENTS:-50000}"
 export RELIABILITY_SIGTERM_EVENTS="${RELIABILITY_SIGTERM_EVENTS:-50000}"
 export RELIABILITY_SIGTERM_ROUNDS="${RELIABILITY_SIGTERM_ROUNDS:-5}"
+export CONCURRENT_STORE_SEEDS="${CONCURRENT_STORE_SEEDS:-40}"
+export RELIABILITY_KEYING_EVENTS="${RELIABILITY_KEYING_EVENTS:-40000}"
+export RELIABILITY_PARTITION_CYCLES="${RELIABILITY_PARTITION_CYCLES:-40}"
+export RELIABILITY_PARTITION_EVENTS="${RELIABILITY_PARTITION_EVENTS:-120000}"
 rounds="${SOAK_ROUNDS:-3}"
 
 for round in $(seq 1 "$rounds"); do
@@ -34,7 +39,8 @@ for round in $(seq 1 "$rounds"); do
     echo "== soak round $round/$rounds (RELIABILITY_SEED=$RELIABILITY_SEED," \
         "RELIABILITY_BROKER_KILL=$RELIABILITY_BROKER_KILL)"
     started=$(date +%s)
-    .venv/bin/pytest tests/reliability/test_faults.py -m reliability -p no:cacheprovider \
+    .venv/bin/pytest tests/reliability/test_faults.py tests/reliability/test_partitioning.py \
+        tests/integration/test_concurrent_store.py -p no:cacheprovider \
         -q -rA "$@"
     echo "== round $round passed in $(($(date +%s) - started))s"
 done

@@ -21,7 +21,7 @@ import pytest
 from asyncpg.exceptions import DeadlockDetectedError, SerializationError
 
 from devstack.postgres import PostgresServer
-from tests.reliability.harness import assert_state_is_reduction_of
+from tests.reliability.harness import assert_state_is_reduction_of, env_int, seed_for
 from worker.batch_commit import commit_batch
 from worker.events import ReceiptEvent
 from worker.loadgen import disorder, generate_events
@@ -83,7 +83,7 @@ async def outbox_versions(dsn: str) -> dict[str, list[tuple[int, dict[str, int]]
     return by_message
 
 
-@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("seed", [seed_for(n) for n in range(env_int("CONCURRENT_STORE_SEEDS", 8))])
 async def test_concurrent_writers_end_at_the_reference(
     postgres_server: PostgresServer, seed: int
 ) -> None:
