@@ -173,6 +173,10 @@ Checks of combinations the schema cannot express; rendering fails with the reaso
 {{- end }}
 {{- end }}
 {{- end }}
+{{- $down := .Values.prometheusRule.alerts.DeliveryReceiptsWorkerDown }}
+{{- if and .Values.prometheusRule.enabled $down.enabled (not $down.selector) (not .Values.serviceMonitor.enabled) }}
+{{- fail "prometheusRule.alerts.DeliveryReceiptsWorkerDown would always fire: its default selector is the job of the chart's ServiceMonitor. Set serviceMonitor.enabled=true, or the selector of your own scrape job (prometheusRule.alerts.DeliveryReceiptsWorkerDown.selector), or disable the alert" }}
+{{- end }}
 {{- if and .Values.autoscaling.enabled (lt (int .Values.autoscaling.maxReplicas) (int .Values.autoscaling.minReplicas)) }}
 {{- fail "autoscaling.maxReplicas must be at least autoscaling.minReplicas" }}
 {{- end }}
@@ -343,4 +347,24 @@ affinity:
             matchLabels:
               {{- include "drw.selectorLabels" . | nindent 14 }}
 {{- end }}
+{{- end }}
+
+{{/*
+The fields every alert shares, from .Values.prometheusRule.alerts.<name>: `for`, the labels
+(prometheusRule.additionalRuleLabels, then the alert's severity, then its own labels, each
+winning over the one before) and the start of the annotations with the runbook_url. Call with
+(dict "ctx" $ "name" "<alert name>").
+*/}}
+{{- define "drw.alertCommon" -}}
+{{- $pr := .ctx.Values.prometheusRule -}}
+{{- $alert := index $pr.alerts .name -}}
+{{- $labels := dict -}}
+{{- range $k, $v := $pr.additionalRuleLabels }}{{ $_ := set $labels $k $v }}{{ end -}}
+{{- $_ := set $labels "severity" $alert.severity -}}
+{{- range $k, $v := $alert.labels }}{{ $_ := set $labels $k $v }}{{ end -}}
+for: {{ $alert.for }}
+labels:
+  {{- toYaml $labels | nindent 2 }}
+annotations:
+  runbook_url: {{ printf "%s#%s" $pr.runbookBaseUrl (lower .name) }}
 {{- end }}
