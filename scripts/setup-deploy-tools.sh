@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Installs the tools the deploy checks (tests/deploy) need: helm, promtool, hadolint,
+# Installs the tools the deploy checks (tests/deploy) need: helm, helm-docs, promtool, hadolint,
 # kubernetes-validate and pip-tools. Idempotent: every step is skipped when already done.
 #
 #   bash scripts/setup-deploy-tools.sh
 #
-# helm is built from source with `go install` (the Go module proxy serves it); the binary is
-# cached in $DEPLOY_TOOLS_BIN (default ~/.cache/delivery-receipts-worker/bin), which is where
-# tests/deploy looks for tools besides PATH. promtool comes from Debian's `prometheus`
+# helm and helm-docs are built from source with `go install` (the Go module proxy serves them);
+# the binaries are cached in $DEPLOY_TOOLS_BIN (default ~/.cache/delivery-receipts-worker/bin),
+# which is where tests/deploy and scripts/sync_chart_files.py look for tools besides PATH. promtool comes from Debian's `prometheus`
 # package: only the promtool binary is extracted from the .deb, so no Prometheus service is
 # ever installed or started. Python tools go into the project's .venv.
 set -euo pipefail
@@ -15,6 +15,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BIN="${DEPLOY_TOOLS_BIN:-${HOME}/.cache/delivery-receipts-worker/bin}"
 VENV="${VENV:-${ROOT}/.venv}"
 HELM_VERSION="${HELM_VERSION:-v3.21.4}"
+# helm-docs generates the chart's README from values.yaml; another version may format it
+# differently, so the version is pinned (tests/deploy compares the committed README).
+HELM_DOCS_VERSION="${HELM_DOCS_VERSION:-v1.14.2}"
 
 log() { printf '[setup-deploy-tools] %s\n' "$*"; }
 
@@ -41,6 +44,25 @@ else
         go install -ldflags "${ldflags}" "helm.sh/helm/v3/cmd/helm@${latest}"
     fi
     log "helm installed: $("${BIN}/helm" version --short)"
+fi
+
+# --- helm-docs --------------------------------------------------------------------------------
+helm_docs_version() {
+    # helm-docs has no --version flag; `go version -m` reads the module version from the binary.
+    go version -m "${BIN}/helm-docs" 2>/dev/null | awk '$1 == "mod" {print $3}'
+}
+if ! command -v go >/dev/null && [[ -x /usr/local/go/bin/go ]]; then
+    export PATH="${PATH}:/usr/local/go/bin"
+fi
+if [[ -x "${BIN}/helm-docs" ]] && [[ "$(helm_docs_version)" == "${HELM_DOCS_VERSION}" ]]; then
+    log "helm-docs present: ${HELM_DOCS_VERSION}"
+elif [[ -x "${BIN}/helm-docs" ]] && ! command -v go >/dev/null; then
+    log "helm-docs present (version unknown without go; ${HELM_DOCS_VERSION} expected)"
+else
+    command -v go >/dev/null || { log "ERROR: go is needed to build helm-docs"; exit 1; }
+    log "building helm-docs ${HELM_DOCS_VERSION} with go install"
+    GOBIN="${BIN}" go install "github.com/norwoodj/helm-docs/cmd/helm-docs@${HELM_DOCS_VERSION}"
+    log "helm-docs installed: $(helm_docs_version)"
 fi
 
 # --- promtool ---------------------------------------------------------------------------------

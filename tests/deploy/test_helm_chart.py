@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from .conftest import (
     KUBE_VERSION,
     MONITORING,
     ROOT,
+    missing,
     output,
     require_module,
     run,
@@ -206,6 +208,8 @@ def test_all_on_renders_every_kind(helm: str) -> None:
         "PrometheusRule",
         "ConfigMap",
         "NetworkPolicy",
+        "Ingress",
+        "HorizontalPodAutoscaler",
     }
     hpa_kinds = {d["kind"] for d in render(helm, VALUE_SETS["hpa-initcontainer"])}
     assert "HorizontalPodAutoscaler" in hpa_kinds
@@ -309,13 +313,18 @@ def test_worker_probes_grace_period_and_ports(
     assert service["spec"]["ports"][0]["targetPort"] == "http"
 
 
+# The secure-by-default API's variables (issue 12: several accounts from a credentials file,
+# explicit open mode, the public URL in links), which the `api` command reads.
+API_AUTH_VARIABLES = {"API_CREDENTIALS_FILE", "API_AUTH_DISABLED", "API_PUBLIC_BASE_URL"}
+
+
 def test_env_names_are_worker_settings(rendered: tuple[str, list[dict[str, Any]]]) -> None:
     """Every variable the chart sets is one the worker reads (worker.config.Settings)."""
     from dataclasses import fields
 
     from worker.config import Settings
 
-    known = {f.name.upper() for f in fields(Settings)}
+    known = {f.name.upper() for f in fields(Settings)} | API_AUTH_VARIABLES
     _, docs = rendered
     for where, pod in pod_specs(docs):
         for c in containers(pod):
@@ -390,21 +399,166 @@ def test_migrations_as_an_init_container(helm: str) -> None:
     pod, _ = worker_container(docs)
     (init,) = pod["initContainers"]
     assert init["args"] == ["migrate"]
-    deployment = one(docs, "Deployment")
+    deployment = one(docs, "Deployment", f"{RELEASE}-delivery-receipts-worker")
     assert "replicas" not in deployment["spec"], "the HPA owns the replica count"
 
 
-def test_api_deployment(helm: str) -> None:
+API = f"{RELEASE}-delivery-receipts-worker-api"
+
+
+def api_pod(docs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    pod = one(docs, "Deployment", API)["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    return pod, container
+
+
+def test_api_deployment_with_a_credentials_file(helm: str) -> None:
     docs = render(helm, VALUE_SETS["all-on"])
-    api = one(docs, "Deployment", f"{RELEASE}-delivery-receipts-worker-api")
-    (c,) = api["spec"]["template"]["spec"]["containers"]
+    pod, c = api_pod(docs)
     assert c["args"] == ["api"]
     env = env_of(c)
     assert env["API_PORT"]["value"] == "8000"
-    token = env["API_AUTH_TOKEN"]["valueFrom"]["secretKeyRef"]
-    assert token["name"] == "delivery-receipts-api-auth"
+    # The credentials file is mounted from the Secret, and API_CREDENTIALS_FILE names it.
+    path = env["API_CREDENTIALS_FILE"]["value"]
+    mounts = {m["name"]: m for m in c["volumeMounts"]}
+    assert path == f"{mounts['api-auth']['mountPath']}/accounts"
+    assert mounts["api-auth"]["readOnly"] is True
+    volume = next(v for v in pod["volumes"] if v["name"] == "api-auth")["secret"]
+    assert volume["secretName"] == "delivery-receipts-api-auth"
+    assert volume["items"] == [{"key": "accounts", "path": "accounts"}]
+    assert not {"API_AUTH_DISABLED", "API_AUTH_TOKEN", "API_AUTH_ACCOUNT_SID"} & set(env)
+    # Without api.publicBaseUrl, the first Ingress host, https because a TLS entry lists it.
+    assert env["API_PUBLIC_BASE_URL"]["value"] == "https://receipts.example.com"
     assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    one(docs, "Service", f"{RELEASE}-delivery-receipts-worker-api")
+    assert c["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    assert c["envFrom"] == [{"configMapRef": {"name": "delivery-receipts-api-extra"}}]
+    one(docs, "Service", API)
+
+
+def test_api_in_explicit_open_mode_with_own_probes(helm: str) -> None:
+    docs = render(helm, VALUE_SETS["hpa-initcontainer"])
+    pod, c = api_pod(docs)
+    env = env_of(c)
+    assert env["API_AUTH_DISABLED"]["value"] == "true"
+    assert "API_CREDENTIALS_FILE" not in env
+    assert "api-auth" not in {v["name"] for v in pod["volumes"]}
+    assert env["API_PUBLIC_BASE_URL"]["value"] == "https://api.example.com/receipts"
+    assert c["livenessProbe"]["periodSeconds"] == 20
+    # httpGet: null in the values drops the default handler (values merge with the defaults).
+    assert c["readinessProbe"]["tcpSocket"] == {"port": "http"}
+    assert "httpGet" not in c["readinessProbe"]
+    assert c["readinessProbe"]["periodSeconds"] == 5
+    assert one(docs, "Deployment", API)["spec"]["replicas"] == 2
+    assert not find(docs, "Ingress")
+
+
+def test_api_credentials_from_extra_env_from(helm: str) -> None:
+    """Credentials the chart cannot see (an envFrom Secret) are accepted as they are."""
+    docs = render(helm, VALUE_SETS["keda-prometheus"])
+    _, c = api_pod(docs)
+    assert not API_AUTH_VARIABLES & set(env_of(c))
+    assert c["envFrom"] == [{"secretRef": {"name": "delivery-receipts-api-env"}}]
+
+
+def test_api_ingress_and_autoscaling(helm: str) -> None:
+    docs = render(helm, VALUE_SETS["all-on"])
+    ingress = one(docs, "Ingress", API)
+    assert ingress["spec"]["ingressClassName"] == "nginx"
+    assert ingress["metadata"]["annotations"]["cert-manager.io/cluster-issuer"] == "letsencrypt"
+    assert ingress["spec"]["tls"] == [
+        {"secretName": "receipts-example-com-tls", "hosts": ["receipts.example.com"]}
+    ]
+    (rule,) = ingress["spec"]["rules"]
+    assert rule["host"] == "receipts.example.com"
+    (path,) = rule["http"]["paths"]
+    assert path["backend"]["service"] == {"name": API, "port": {"name": "http"}}
+    service = one(docs, "Service", API)
+    assert service["spec"]["ports"][0]["name"] == "http"
+    hpa = one(docs, "HorizontalPodAutoscaler", API)["spec"]
+    assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": API}
+    targets = {m["resource"]["name"]: m["resource"]["target"] for m in hpa["metrics"]}
+    assert targets["cpu"]["averageUtilization"] == 70
+    assert targets["memory"]["averageUtilization"] == 80
+    assert "replicas" not in one(docs, "Deployment", API)["spec"], "the HPA owns the count"
+
+
+def test_pods_carry_version_and_chart_labels(rendered: tuple[str, list[dict[str, Any]]]) -> None:
+    _, docs = rendered
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    for d in docs:
+        if d["kind"] not in POD_KINDS:
+            continue
+        labels = d["spec"]["template"]["metadata"]["labels"]
+        where = f"{d['kind']}/{d['metadata']['name']}"
+        assert labels["helm.sh/chart"] == f"{chart['name']}-{chart['version']}", where
+        assert (
+            labels["app.kubernetes.io/version"]
+            == d["metadata"]["labels"]["app.kubernetes.io/version"]
+        ), where
+        assert labels["app.kubernetes.io/managed-by"] == "Helm", where
+
+
+def _database_secret(container: dict[str, Any]) -> tuple[str, str]:
+    ref = env_of(container)["DATABASE_URL"]["valueFrom"]["secretKeyRef"]
+    return ref["name"], ref["key"]
+
+
+def test_database_credentials_per_component(helm: str) -> None:
+    docs = render(helm, VALUE_SETS["all-on"])
+    _, worker = worker_container(docs)
+    (migrate,) = one(docs, "Job")["spec"]["template"]["spec"]["containers"]
+    _, api = api_pod(docs)
+    assert _database_secret(worker) == ("delivery-receipts-db", "database-url")  # the common one
+    assert _database_secret(migrate) == ("delivery-receipts-db-owner", "database-url")
+    assert _database_secret(api) == ("delivery-receipts-db-readonly", "readonly-url")
+    # The init container of mode "initContainer" uses the migrations' credentials too.
+    docs = render(
+        helm,
+        VALUE_SETS["hpa-initcontainer"],
+        "--set",
+        "database.migrate.existingSecret=db-owner",
+        "--set",
+        "database.worker.urlKey=worker-url",
+    )
+    pod, worker = worker_container(docs)
+    (init,) = pod["initContainers"]
+    assert _database_secret(init) == ("db-owner", "database-url")
+    assert _database_secret(worker) == ("drw-delivery-receipts-worker-database", "worker-url")
+
+
+def test_every_mount_has_its_volume(rendered: tuple[str, list[dict[str, Any]]]) -> None:
+    _, docs = rendered
+    for where, pod in pod_specs(docs):
+        names = [v["name"] for v in pod.get("volumes", [])]
+        assert len(names) == len(set(names)), f"{where}: volume names repeat: {names}"
+        for c in containers(pod):
+            for mount in c.get("volumeMounts", []):
+                assert mount["name"] in names, f"{where} {c['name']}: no volume {mount['name']}"
+
+
+def test_extra_volumes_and_env_of_each_component(helm: str) -> None:
+    docs = render(helm, VALUE_SETS["all-on"])
+    job_pod = one(docs, "Job")["spec"]["template"]["spec"]
+    api_spec, _ = api_pod(docs)
+    worker_spec, _ = worker_container(docs)
+    for where, pod in (("worker", worker_spec), ("api", api_spec), ("migrate", job_pod)):
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        assert volumes["corporate-ca"]["configMap"]["name"] == "corporate-ca", where
+        (c,) = pod["containers"]
+        mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+        assert mounts["corporate-ca"] == "/etc/ssl/corporate", where
+    (migrate,) = job_pod["containers"]
+    assert env_of(migrate)["LOG_LEVEL"]["value"] == "INFO"
+    assert migrate["envFrom"] == [{"secretRef": {"name": "delivery-receipts-migrate-extra"}}]
+    # Mode initContainer: the migrations' volumes join the worker pod's, without repeating one
+    # the worker already has.
+    docs = render(helm, VALUE_SETS["hpa-initcontainer"])
+    pod, worker = worker_container(docs)
+    names = [v["name"] for v in pod["volumes"]]
+    assert names.count("corporate-ca") == 1 and "migration-scripts" in names
+    (init,) = pod["initContainers"]
+    assert {m["name"] for m in init["volumeMounts"]} >= {"corporate-ca", "migration-scripts"}
+    assert "migration-scripts" not in {m["name"] for m in worker["volumeMounts"]}
 
 
 def test_network_policy_allows_what_the_worker_needs(helm: str) -> None:
@@ -420,26 +574,29 @@ def test_network_policy_allows_what_the_worker_needs(helm: str) -> None:
 # --- monitoring shipped by the chart ----------------------------------------------------------
 
 
-def test_chart_copies_of_monitoring_files_are_identical() -> None:
-    pairs = [
-        (MONITORING / "rules.yml", CHART / "files" / "rules.yml"),
-        (
-            MONITORING / "grafana" / "delivery-receipts.json",
-            CHART / "files" / "grafana" / "delivery-receipts.json",
-        ),
-    ]
-    for source, copy in pairs:
-        assert not copy.is_symlink(), f"{copy} must be a real file (helm packages no symlinks)"
-        assert copy.read_bytes() == source.read_bytes(), (
-            f"{copy.relative_to(ROOT)} differs from {source.relative_to(ROOT)}: "
-            f"cp {source.relative_to(ROOT)} {copy.relative_to(ROOT)}"
-        )
+def test_chart_files_are_in_step(helm: str) -> None:
+    """The dashboard's copy in the chart, monitoring/rules.yml (the chart's rules rendered with
+    the default values) and the chart's README (helm-docs) are what
+    scripts/sync_chart_files.py generates."""
+    copy = CHART / "files" / "grafana" / "delivery-receipts.json"
+    assert not copy.is_symlink(), f"{copy} must be a real file (helm packages no symlinks)"
+    result = run([sys.executable, str(ROOT / "scripts" / "sync_chart_files.py"), "--check"])
+    if result.returncode == 2 and "is not installed" in result.stderr:
+        missing("helm-docs")
+    assert result.returncode == 0, output(result)
 
 
-def test_prometheus_rule_and_dashboard_render_the_monitoring_files(helm: str) -> None:
+def test_prometheus_rule_and_dashboard_render(helm: str) -> None:
     docs = render(helm, VALUE_SETS["all-on"])
     rule = one(docs, "PrometheusRule")
-    assert rule["spec"] == yaml.safe_load((MONITORING / "rules.yml").read_text())
+    groups = {g["name"]: g for g in rule["spec"]["groups"]}
+    assert set(groups) == {"delivery-receipts.recording", "delivery-receipts.alerts"}
+    alerts = {r["alert"]: r for r in groups["delivery-receipts.alerts"]["rules"]}
+    assert "DeliveryReceiptsOutboxStuck" not in alerts
+    backlog = alerts["DeliveryReceiptsOutboxBacklog"]
+    assert backlog["labels"] == {"severity": "page", "team": "messaging"}
+    assert backlog["for"] == "20m" and backlog["expr"].strip().endswith("> 20000")
+    assert backlog["annotations"]["runbook_url"].startswith("https://git.example.com/")
     assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     dashboard = one(docs, "ConfigMap", f"{RELEASE}-delivery-receipts-worker-dashboard")
     assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
@@ -476,6 +633,33 @@ def test_default_values_create_no_optional_resources(helm: str) -> None:
         (["replicaCount=-1"], "replicaCount"),
         (["kafkaa.bootstrapServers=x"], "kafkaa"),
         (["keda.enabled=true", "keda.trigger=prometheus"], "prometheusServerAddress"),
+        (["api.enabled=true"], "the API refuses to start without credentials"),
+        (
+            ["api.enabled=true", "api.auth.disabled=true", "api.auth.existingSecret=creds"],
+            "exclusive",
+        ),
+        (["api.auth.tokenKey=auth-token"], "tokenKey"),
+        (["api.ingress.enabled=true", "api.ingress.hosts[0].host=x.example.com"], "api.enabled"),
+        (["api.enabled=true", "api.auth.disabled=true", "api.ingress.enabled=true"], "hosts"),
+        (["api.ingress.hosts[0].host=x", "api.ingress.hosts[0].paths[0].path=nope"], "path"),
+        (
+            [
+                "api.autoscaling.minReplicas=5",
+                "api.autoscaling.maxReplicas=3",
+                "api.autoscaling.enabled=true",
+            ],
+            "maxReplicas",
+        ),
+        (["api.publicBaseUrl=receipts.example.com"], "publicBaseUrl"),
+        (["api.readinessProbe.tcpSocket.port=http"], "api.readinessProbe needs exactly one"),
+        (["livenessProbe.exec.command[0]=true"], "livenessProbe needs exactly one"),
+        (["database.api.existingSecret=Not_A_Name"], "existingSecret"),
+        (["worker.extraVolumeMounts[0].name=x"], "mountPath"),
+        (["prometheusRule.enabled=true"], "DeliveryReceiptsWorkerDown would always fire"),
+        (["prometheusRule.alerts.DeliveryReceiptsWorkerNotReady.for=5 minutes"], "for"),
+        (["prometheusRule.alerts.DeliveryReceiptsTypo.enabled=false"], "DeliveryReceiptsTypo"),
+        (["prometheusRule.alerts.DeliveryReceiptsDeadLetters.threshold=2"], "threshold"),
+        (["prometheusRule.additionalRuleLabels.bad-name=x"], "bad-name"),
     ],
 )
 def test_invalid_values_are_rejected(helm: str, sets: list[str], message: str) -> None:

@@ -1,6 +1,7 @@
 """requirements.lock: exact, hashed pins of the runtime dependencies; still in step with
 pyproject.toml; and installable into a clean venv together with the project, whose console
-script then runs (what the Dockerfile's builder stage does)."""
+script then runs (what the Dockerfile's builder stage does). requirements-build.lock: the same
+for the build backend of pyproject.toml's [build-system]."""
 
 from __future__ import annotations
 
@@ -16,13 +17,14 @@ from packaging.utils import canonicalize_name
 from .conftest import ROOT, output, run
 
 LOCK = ROOT / "requirements.lock"
+BUILD_LOCK = ROOT / "requirements-build.lock"
 # The extras baked into the image besides the base dependencies.
 IMAGE_EXTRAS = ("fast",)
 
 
-def locked() -> dict[str, str]:
+def locked(lock: Path = LOCK) -> dict[str, str]:
     pins: dict[str, str] = {}
-    text = re.sub(r"\\\n", " ", LOCK.read_text())
+    text = re.sub(r"\\\n", " ", lock.read_text())
     for line in text.splitlines():
         line = line.split("#", 1)[0].strip()
         if not line or line.startswith("-"):
@@ -61,13 +63,12 @@ def test_lock_pins_every_runtime_dependency_within_its_range() -> None:
         assert dev_only not in pins, f"{dev_only} is a dev tool, not a runtime dependency"
 
 
-def test_lock_is_up_to_date_with_pyproject(pip_compile: str, tmp_path: Path) -> None:
-    """pip-compile keeps existing pins: a diff means pyproject.toml changed since the lock."""
-    copy = tmp_path / "requirements.lock"
-    shutil.copy(LOCK, copy)
-    command = LOCK.read_text().split("#    ", 1)[1].splitlines()[0].split()
+def _recompile(pip_compile: str, lock: Path, copy: Path) -> dict[str, str]:
+    """Rerun the command written at the top of `lock` into `copy`, keeping existing pins."""
+    shutil.copy(lock, copy)
+    command = lock.read_text().split("#    ", 1)[1].splitlines()[0].split()
     assert command[0] == "PIP_FIND_LINKS=" and command[1].endswith("pip-compile"), command
-    options = [a for a in command[2:] if a not in ("requirements.lock", "pyproject.toml")]
+    options = [a for a in command[2:] if a not in (lock.name, "pyproject.toml")]
     options = [a for a in options if a != "--output-file"]
     result = run(
         [
@@ -82,38 +83,55 @@ def test_lock_is_up_to_date_with_pyproject(pip_compile: str, tmp_path: Path) -> 
         timeout=600,
     )
     assert result.returncode == 0, output(result)
-    regenerated = {
+    return {
         canonicalize_name(m.group(1)): m.group(2)
         for m in re.finditer(r"^([A-Za-z0-9_.\-]+)==(\S+)", copy.read_text(), re.MULTILINE)
     }
+
+
+def test_lock_is_up_to_date_with_pyproject(pip_compile: str, tmp_path: Path) -> None:
+    """pip-compile keeps existing pins: a diff means pyproject.toml changed since the lock."""
+    regenerated = _recompile(pip_compile, LOCK, tmp_path / "requirements.lock")
     assert regenerated == locked(), (
         "requirements.lock is stale: regenerate it with the command at its top"
     )
 
 
+def test_build_lock_is_up_to_date_with_build_system(pip_compile: str, tmp_path: Path) -> None:
+    assert "--only-build-deps" in BUILD_LOCK.read_text().split("\n\n", 1)[0]
+    regenerated = _recompile(pip_compile, BUILD_LOCK, tmp_path / "requirements-build.lock")
+    assert regenerated == locked(BUILD_LOCK), (
+        "requirements-build.lock is stale: regenerate it with the command at its top"
+    )
+
+
 def test_lock_installs_into_a_clean_venv_and_the_cli_runs(tmp_path: Path) -> None:
-    venv = tmp_path / "venv"
-    result = run([sys.executable, "-m", "venv", str(venv)])
+    """The Dockerfile's builder, step by step: the hashed build backend into a build venv, the
+    hashed lock into a venv without pip, the wheel built without isolation and installed."""
+    build, venv, wheels = tmp_path / "build", tmp_path / "venv", tmp_path / "wheels"
+    result = run([sys.executable, "-m", "venv", str(build)])
     assert result.returncode == 0, output(result)
-    pip = [str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check"]
+    result = run([sys.executable, "-m", "venv", "--without-pip", str(venv)])
+    assert result.returncode == 0, output(result)
+    pip = [str(build / "bin" / "python"), "-m", "pip", "--disable-pip-version-check"]
+    into_venv = [*pip, "--python", str(venv / "bin" / "python")]
+    hashed = ["--no-cache-dir", "--require-hashes", "--only-binary=:all:", "--no-deps"]
+    result = run([*pip, "install", *hashed, "-r", str(BUILD_LOCK)], timeout=600)
+    assert result.returncode == 0, output(result)
+    result = run([*into_venv, "install", *hashed, "-r", str(LOCK)], timeout=900)
+    assert result.returncode == 0, output(result)
     result = run(
-        [
-            *pip,
-            "install",
-            "--no-cache-dir",
-            "--require-hashes",
-            "--only-binary=:all:",
-            "--no-deps",
-            "-r",
-            str(LOCK),
-        ],
-        timeout=900,
+        [*pip, "wheel", "--no-build-isolation", "--no-deps", "--wheel-dir", str(wheels), str(ROOT)],
+        timeout=600,
     )
     assert result.returncode == 0, output(result)
-    result = run([*pip, "install", "--no-cache-dir", "--no-deps", str(ROOT)], timeout=600)
+    (wheel,) = wheels.glob("*.whl")
+    result = run([*into_venv, "install", "--no-deps", "--no-index", str(wheel)], timeout=600)
     assert result.returncode == 0, output(result)
-    result = run([*pip, "check"])
+    result = run([*into_venv, "check"])
     assert result.returncode == 0, f"the lock misses a dependency:\n{output(result)}"
+    installed = {p.name.split("-")[0].lower() for p in venv.glob("lib/python*/site-packages/*")}
+    assert not installed & {"pip", "setuptools", "wheel"}, "packaging tools in the runtime venv"
     cli = venv / "bin" / "delivery-receipts-worker"
     assert cli.exists(), "the console script was not installed"
     result = run([str(cli), "--help"], cwd=tmp_path)

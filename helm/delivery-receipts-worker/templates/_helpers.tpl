@@ -45,6 +45,26 @@ app.kubernetes.io/part-of: delivery-receipts
 {{- end }}
 
 {{/*
+Labels of the pods of one component: the selector labels, the version and chart labels, the
+common labels and podLabels. Call with (dict "ctx" $ "component" "worker"). Built as one map, so
+a key given twice (e.g. in commonLabels and podLabels) is written once; the selector labels win.
+*/}}
+{{- define "drw.podLabels" -}}
+{{- $ctx := .ctx -}}
+{{- $labels := dict -}}
+{{- range $k, $v := $ctx.Values.commonLabels }}{{ $_ := set $labels $k $v }}{{ end -}}
+{{- range $k, $v := $ctx.Values.podLabels }}{{ $_ := set $labels $k $v }}{{ end -}}
+{{- $_ := set $labels "helm.sh/chart" (include "drw.chart" $ctx) -}}
+{{- $_ := set $labels "app.kubernetes.io/version" ($ctx.Values.image.tag | default $ctx.Chart.AppVersion | toString) -}}
+{{- $_ := set $labels "app.kubernetes.io/managed-by" $ctx.Release.Service -}}
+{{- $_ := set $labels "app.kubernetes.io/part-of" "delivery-receipts" -}}
+{{- $_ := set $labels "app.kubernetes.io/name" (include "drw.name" $ctx) -}}
+{{- $_ := set $labels "app.kubernetes.io/instance" $ctx.Release.Name -}}
+{{- $_ := set $labels "app.kubernetes.io/component" .component -}}
+{{- toYaml $labels }}
+{{- end }}
+
+{{/*
 Selector labels of one component: call with (dict "ctx" $ "component" "worker").
 */}}
 {{- define "drw.selectorLabels" -}}
@@ -76,13 +96,23 @@ The image reference: repository:tag, or repository@digest when a digest is given
 {{- end }}
 
 {{/*
-Name of the Secret holding DATABASE_URL.
+Name of the Secret holding the common DATABASE_URL.
 */}}
 {{- define "drw.databaseSecretName" -}}
 {{- default (printf "%s-database" (include "drw.fullname" .)) .Values.database.existingSecret }}
 {{- end }}
 
+{{/*
+The Secret and key of one component's DATABASE_URL ("migrate", "worker" or "api"), each
+falling back to the common database.existingSecret / database.urlKey. Returns "<name> <key>".
+*/}}
+{{- define "drw.databaseSecretRef" -}}
+{{- $own := get .ctx.Values.database .component | default dict -}}
+{{- printf "%s %s" ($own.existingSecret | default (include "drw.databaseSecretName" .ctx)) ($own.urlKey | default .ctx.Values.database.urlKey) -}}
+{{- end }}
+
 {{- define "drw.kafkaTlsDir" -}}/etc/delivery-receipts-worker/kafka-tls{{- end }}
+{{- define "drw.apiAuthDir" -}}/etc/delivery-receipts-worker/api-auth{{- end }}
 {{- define "drw.postgresCaDir" -}}/etc/delivery-receipts-worker/postgres-ca{{- end }}
 
 {{/*
@@ -115,17 +145,84 @@ Checks of combinations the schema cannot express; rendering fails with the reaso
 {{- if and .Values.keda.enabled (eq .Values.keda.trigger "prometheus") (not .Values.keda.prometheusServerAddress) }}
 {{- fail "keda.prometheusServerAddress is required with keda.trigger=prometheus" }}
 {{- end }}
+{{- if .Values.api.enabled }}
+{{- $auth := .Values.api.auth }}
+{{- if and $auth.disabled $auth.existingSecret }}
+{{- fail "api.auth.disabled=true and api.auth.existingSecret are exclusive: choose open mode or credentials" }}
+{{- end }}
+{{- if not (or $auth.disabled $auth.existingSecret (include "drw.apiHasOwnCredentials" .)) }}
+{{- fail "the API refuses to start without credentials: set api.auth.existingSecret (a Secret with a credentials file) or, behind an authenticating proxy, api.auth.disabled=true" }}
+{{- end }}
+{{- end }}
+{{- if and .Values.api.ingress.enabled (not .Values.api.enabled) }}
+{{- fail "api.ingress.enabled needs api.enabled=true" }}
+{{- end }}
+{{- if and .Values.api.ingress.enabled (not .Values.api.ingress.hosts) }}
+{{- fail "api.ingress.hosts needs at least one host when api.ingress.enabled is true" }}
+{{- end }}
+{{- if and .Values.api.autoscaling.enabled (lt (int .Values.api.autoscaling.maxReplicas) (int .Values.api.autoscaling.minReplicas)) }}
+{{- fail "api.autoscaling.maxReplicas must be at least api.autoscaling.minReplicas" }}
+{{- end }}
+{{- $probes := dict "livenessProbe" .Values.livenessProbe "readinessProbe" .Values.readinessProbe "startupProbe" (.Values.startupProbe | default dict) "api.livenessProbe" .Values.api.livenessProbe "api.readinessProbe" .Values.api.readinessProbe }}
+{{- range $name, $probe := $probes }}
+{{- if $probe }}
+{{- $handlers := 0 }}
+{{- range (list "httpGet" "tcpSocket" "exec" "grpc") }}{{ if get $probe . }}{{ $handlers = add1 $handlers }}{{ end }}{{ end }}
+{{- if ne (int $handlers) 1 }}
+{{- fail (printf "%s needs exactly one of httpGet, tcpSocket, exec or grpc (values are merged with the defaults: set the default handler to null, e.g. httpGet: null, to use another)" $name) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- $down := .Values.prometheusRule.alerts.DeliveryReceiptsWorkerDown }}
+{{- if and .Values.prometheusRule.enabled $down.enabled (not $down.selector) (not .Values.serviceMonitor.enabled) }}
+{{- fail "prometheusRule.alerts.DeliveryReceiptsWorkerDown would always fire: its default selector is the job of the chart's ServiceMonitor. Set serviceMonitor.enabled=true, or the selector of your own scrape job (prometheusRule.alerts.DeliveryReceiptsWorkerDown.selector), or disable the alert" }}
+{{- end }}
+{{- if and .Values.autoscaling.enabled (lt (int .Values.autoscaling.maxReplicas) (int .Values.autoscaling.minReplicas)) }}
+{{- fail "autoscaling.maxReplicas must be at least autoscaling.minReplicas" }}
+{{- end }}
 {{- end }}
 
 {{/*
-Environment shared by the worker, the migration and the API containers.
+"true" when the API's credentials come from api.extraEnv or api.extraEnvFrom instead of
+api.auth (API_AUTH_ACCOUNT_SID/API_AUTH_TOKEN or API_CREDENTIALS_FILE set by hand, or any
+envFrom source, which the chart cannot see into).
+*/}}
+{{- define "drw.apiHasOwnCredentials" -}}
+{{- $found := false }}
+{{- range .Values.api.extraEnv }}
+{{- if has .name (list "API_AUTH_TOKEN" "API_CREDENTIALS_FILE" "API_AUTH_DISABLED") }}{{ $found = true }}{{ end }}
+{{- end }}
+{{- if or $found .Values.api.extraEnvFrom }}true{{ end }}
+{{- end }}
+
+{{/*
+API_PUBLIC_BASE_URL: api.publicBaseUrl, else the first Ingress host (https when a TLS entry
+lists it), else empty.
+*/}}
+{{- define "drw.apiPublicBaseUrl" -}}
+{{- if .Values.api.publicBaseUrl }}
+{{- .Values.api.publicBaseUrl }}
+{{- else if and .Values.api.ingress.enabled .Values.api.ingress.hosts }}
+{{- $host := (first .Values.api.ingress.hosts).host }}
+{{- $tls := false }}
+{{- range .Values.api.ingress.tls }}{{ if has $host (.hosts | default list) }}{{ $tls = true }}{{ end }}{{ end }}
+{{- printf "%s://%s" (ternary "https" "http" $tls) $host }}
+{{- end }}
+{{- end }}
+
+{{/*
+Environment shared by the worker, the migration and the API containers. Call with
+(dict "ctx" $ "component" "worker"); the component ("migrate", "worker", "api") picks the
+database credentials.
 */}}
 {{- define "drw.commonEnv" -}}
+{{- $db := include "drw.databaseSecretRef" . | splitList " " }}
+{{- with .ctx }}
 - name: DATABASE_URL
   valueFrom:
     secretKeyRef:
-      name: {{ include "drw.databaseSecretName" . }}
-      key: {{ .Values.database.urlKey }}
+      name: {{ index $db 0 }}
+      key: {{ index $db 1 }}
 - name: KAFKA_BOOTSTRAP_SERVERS
   value: {{ .Values.kafka.bootstrapServers | quote }}
 - name: INPUT_TOPIC
@@ -166,6 +263,7 @@ Environment shared by the worker, the migration and the API containers.
 {{- end }}
 - name: LOG_LEVEL
   value: {{ .Values.worker.logLevel | quote }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -249,4 +347,24 @@ affinity:
             matchLabels:
               {{- include "drw.selectorLabels" . | nindent 14 }}
 {{- end }}
+{{- end }}
+
+{{/*
+The fields every alert shares, from .Values.prometheusRule.alerts.<name>: `for`, the labels
+(prometheusRule.additionalRuleLabels, then the alert's severity, then its own labels, each
+winning over the one before) and the start of the annotations with the runbook_url. Call with
+(dict "ctx" $ "name" "<alert name>").
+*/}}
+{{- define "drw.alertCommon" -}}
+{{- $pr := .ctx.Values.prometheusRule -}}
+{{- $alert := index $pr.alerts .name -}}
+{{- $labels := dict -}}
+{{- range $k, $v := $pr.additionalRuleLabels }}{{ $_ := set $labels $k $v }}{{ end -}}
+{{- $_ := set $labels "severity" $alert.severity -}}
+{{- range $k, $v := $alert.labels }}{{ $_ := set $labels $k $v }}{{ end -}}
+for: {{ $alert.for }}
+labels:
+  {{- toYaml $labels | nindent 2 }}
+annotations:
+  runbook_url: {{ printf "%s#%s" $pr.runbookBaseUrl (lower .name) }}
 {{- end }}
