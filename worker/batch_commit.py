@@ -12,19 +12,24 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from worker.events import ReceiptEvent
+from worker.events import ReceiptEvent, StatusEvent
 from worker.faults import CrashPoints
-from worker.reduction import ReceiptChange, apply_batch, coalesce, distinct_history
-from worker.store import Store
+from worker.reduction import ReceiptChange, ReceiptKey, apply_batch, coalesce, distinct_history
+from worker.status_join import LinkPlan, LinkRow, as_receipt_event, plan_links
+from worker.store import ConcurrentWrite, Store
 from worker.summaries import Summary, encode_summary_event
 
 
 @dataclass(frozen=True, slots=True)
 class BatchCommit:
-    """What a committed batch changed: receipts (before and after) and new summaries."""
+    """What a committed batch changed: receipts (before and after) and new summaries, and
+    what became of its Messaging status events (SPEC §2b)."""
 
     changes: list[ReceiptChange]
     summaries: list[Summary]
+    statuses_applied: int = 0
+    statuses_pending: int = 0
+    statuses_foreign: int = 0  # another account's status for this channel message: ignored
 
 
 async def commit_batch(
@@ -34,27 +39,81 @@ async def commit_batch(
     topic: str,
     moves: Mapping[int, tuple[int, int]],
     events: Sequence[ReceiptEvent],
+    statuses: Sequence[StatusEvent] = (),
     crash: CrashPoints | None = None,
 ) -> BatchCommit:
-    """Apply `events` and move the stored offsets by `moves` in one transaction.
+    """Apply `events` and `statuses` and move the stored offsets by `moves` in one transaction.
 
     `moves` maps a partition to (expected stored offset, new offset); if another consumer
     moved one meanwhile, `Fenced` is raised and nothing is written. Deadlocks, serialization
     failures and `ConcurrentWrite` also roll everything back; the caller retries.
     """
     states = coalesce(events)
-    history = distinct_history(events)
+    receipt_links = {s.channel_message_sid: k for k, s in states.items() if s.channel_message_sid}
     async with store.batch() as tx:
         if moves:
             await tx.advance_offsets(group, topic, moves)
-        stored = await tx.claim_receipts(states)
-        outcome = apply_batch(stored, states)
-        await tx.update_receipts([c.after for c in outcome.changes if c.before is not None])
-        await tx.write_history(history)
+        # Lock order everywhere: offsets, channel message links, receipts, summaries, outbox.
+        plan = LinkPlan()
+        if statuses or receipt_links:
+            fresh = plan_links({}, receipt_links, statuses)
+            rows = await tx.claim_links(
+                {
+                    **{sid: LinkRow(None, pending) for sid, pending in fresh.pending.items()},
+                    **{sid: LinkRow(key) for sid, key in fresh.link.items()},
+                }
+            )
+            plan = plan_links(rows, receipt_links, statuses)
+            await tx.update_links(
+                {
+                    **{s: LinkRow(None, p) for s, p in plan.pending.items() if s in rows},
+                    **{s: LinkRow(key) for s, key in plan.link.items() if s in rows},
+                }
+            )
+        stored = await tx.claim_receipts(states, also={key for key, _ in plan.apply})
+        joined, foreign = _joined_events(plan, states, stored)
+        incoming = coalesce([*events, *joined]) if joined else states
+        outcome = apply_batch(stored, incoming)
+        # New receipts were inserted with their batch state; a status joined to one moves it.
+        await tx.update_receipts(
+            [
+                c.after
+                for c in outcome.changes
+                if c.before is not None or c.after != states[c.after.key]
+            ]
+        )
+        await tx.write_history(distinct_history([*events, *joined]))
         summaries = await tx.apply_deltas(outcome.deltas)
         await tx.write_outbox(
             [(s.message_sid, s.version, encode_summary_event(s)) for s in summaries]
         )
         if crash is not None:
             crash.reached("before_db_commit")
-    return BatchCommit(outcome.changes, summaries)
+    return BatchCommit(
+        outcome.changes,
+        summaries,
+        statuses_applied=len(joined),
+        statuses_pending=sum(1 for s in statuses if s.channel_message_sid in plan.pending),
+        statuses_foreign=foreign,
+    )
+
+
+def _joined_events(
+    plan: LinkPlan,
+    states: Mapping[ReceiptKey, ReceiptEvent],
+    stored: Mapping[ReceiptKey, ReceiptEvent],
+) -> tuple[list[ReceiptEvent], int]:
+    """The receipt events that the plan's status events stand for, and how many were foreign."""
+    joined: list[ReceiptEvent] = []
+    foreign = 0
+    for key, status in plan.apply:
+        receipt = states.get(key) or stored.get(key)
+        if receipt is None:
+            # A link names only a receipt that was committed or is in this batch.
+            raise ConcurrentWrite(f"linked receipt {key} is missing")
+        event = as_receipt_event(receipt, status)
+        if event is None:
+            foreign += 1
+        else:
+            joined.append(event)
+    return joined, foreign

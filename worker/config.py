@@ -38,6 +38,10 @@ class Settings:
     liveness_timeout_s: float = 60.0
     outbox_batch_rows: int = 1000
     kafka_session_timeout_ms: int = 10000
+    # How long a Messaging status event waits for its receipt (SPEC §2b): one whose receipt
+    # never comes (an SMS sent outside Conversations) is dropped after this. 7 days, the
+    # span over which Twilio retries webhooks and a carrier may still report.
+    pending_status_ttl_s: float = 7 * 24 * 3600.0
     log_level: str = "INFO"
     kafka_security_protocol: str = "PLAINTEXT"
     kafka_sasl_mechanism: str | None = None
@@ -107,6 +111,7 @@ class Settings:
         _in_range("OUTBOX_BATCH_ROWS", self.outbox_batch_rows, 1, 100_000)
         # The broker also bounds it (group.min/max.session.timeout.ms: 6 s to 30 min by default).
         _in_range("KAFKA_SESSION_TIMEOUT_MS", self.kafka_session_timeout_ms, 1000, 1_800_000)
+        _in_range("PENDING_STATUS_TTL_S", self.pending_status_ttl_s, 1, 90 * 24 * 3600)
         _one_of("LOG_LEVEL", self.log_level, _LOG_LEVELS)
         _one_of("KAFKA_SECURITY_PROTOCOL", self.kafka_security_protocol, _SECURITY_PROTOCOLS)
         if self.kafka_security_protocol.startswith("SASL_"):
@@ -154,7 +159,7 @@ _INT_FIELDS = {
     "outbox_batch_rows",
     "kafka_session_timeout_ms",
 }
-_FLOAT_FIELDS = {"shutdown_grace_s", "liveness_timeout_s"}
+_FLOAT_FIELDS = {"shutdown_grace_s", "liveness_timeout_s", "pending_status_ttl_s"}
 _BOOL_FIELDS = {"api_auth_disabled"}
 _UPPER_FIELDS = {"log_level", "kafka_security_protocol", "kafka_sasl_mechanism"}
 _TRUE = frozenset({"true", "1", "yes", "on"})

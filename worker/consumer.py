@@ -19,9 +19,9 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from asyncpg.exceptions import DeadlockDetectedError, SerializationError
 
-from worker.batch_commit import commit_batch
+from worker.batch_commit import BatchCommit, commit_batch
 from worker.config import Settings
-from worker.events import ReceiptEvent, Status
+from worker.events import ReceiptEvent, Status, StatusEvent
 from worker.faults import CrashPoints
 from worker.http import Health
 from worker.metrics import WorkerMetrics, channel_label, error_code_label
@@ -231,6 +231,7 @@ class DeliveryConsumer:
             moves[p] = (self._positions[p], max(moves.get(p, (0, 0))[1], item.record.offset + 1))
 
         events: list[ReceiptEvent] = []
+        statuses: list[StatusEvent] = []
         skipped: list[str] = []
         failures: list[tuple[_Item, InvalidRecord]] = []
         for item in owned:
@@ -238,6 +239,7 @@ class DeliveryConsumer:
                 failures.append((item, item.result))
             else:
                 events.extend(item.result.events)
+                statuses.extend(item.result.statuses)
                 skipped.extend(item.result.skipped)
 
         # Dead letters are acknowledged before the offsets move past them, so none is lost;
@@ -254,6 +256,7 @@ class DeliveryConsumer:
             topic=self._settings.input_topic,
             moves=moves,
             events=events,
+            statuses=statuses,
             crash=self._crash,
         )
         self._crash.reached("after_db_commit")
@@ -261,14 +264,7 @@ class DeliveryConsumer:
         for p, (_, new) in moves.items():
             self._positions[p] = new
         self._relay.wake()
-        self._count(
-            len(owned),
-            events,
-            skipped,
-            [e for _, e in failures],
-            committed.changes,
-            len(committed.summaries),
-        )
+        self._count(len(owned), events, skipped, [e for _, e in failures], committed)
         return moves
 
     def _count(
@@ -277,17 +273,23 @@ class DeliveryConsumer:
         events: Sequence[ReceiptEvent],
         skipped: Iterable[str],
         failures: Sequence[InvalidRecord],
-        changes: Iterable[ReceiptChange],
-        summaries: int,
+        committed: BatchCommit,
     ) -> None:
         m = self._metrics
         m.events_applied.inc(len(events))
-        m.summaries_changed.inc(summaries)
+        m.summaries_changed.inc(len(committed.summaries))
+        for outcome, n in (
+            ("applied", committed.statuses_applied),
+            ("pending", committed.statuses_pending),
+            ("foreign", committed.statuses_foreign),
+        ):
+            if n:
+                m.status_events.labels(outcome=outcome).inc(n)
         for reason in skipped:
             m.events_skipped.labels(reason=reason).inc()
         for error in failures:
             m.dead_letters.labels(reason=error.reason).inc()
-        _count_transitions(m, changes)
+        _count_transitions(m, committed.changes)
         self._totals.records += records
         self._totals.events += len(events)
         self._totals.dead_letters += len(failures)
@@ -392,7 +394,9 @@ def _retry_reason(exc: BaseException) -> str:
 
 def _parse(record: ConsumerRecord, max_bytes: int) -> ParsedRecord | InvalidRecord:
     try:
-        return parse_record(record.value, record.headers or (), max_bytes=max_bytes)
+        return parse_record(
+            record.value, record.headers or (), max_bytes=max_bytes, timestamp_ms=record.timestamp
+        )
     except InvalidRecord as exc:
         return exc
 

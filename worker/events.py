@@ -55,3 +55,18 @@ class ReceiptEvent:
     def key(self) -> tuple[str, str]:
         """A receipt is one message to one participant."""
         return (self.message_sid, self.participant_sid)
+
+
+@dataclass(frozen=True, slots=True)
+class StatusEvent:
+    """A Messaging status event: what happened to one channel message (SMS/MMS), SPEC §2b.
+
+    It names no conversation, message or participant; it applies to the receipt whose
+    `channel_message_sid` it names, as a receipt event with this status, error and time.
+    """
+
+    account_sid: str
+    channel_message_sid: str
+    status: Status
+    error_code: int | None
+    date_updated: datetime

@@ -5,6 +5,7 @@ Used by `worker produce` (to try the worker or size a deployment), by the tests 
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -14,10 +15,17 @@ from urllib.parse import urlencode
 
 import orjson
 
-from worker.events import ReceiptEvent, Status
-from worker.parsing import CLOUDEVENT_TYPE, WEBHOOK_EVENT_TYPE
+from worker.events import ReceiptEvent, Status, StatusEvent
+from worker.parsing import CLOUDEVENT_TYPE, MESSAGING_CLOUDEVENT_PREFIX, WEBHOOK_EVENT_TYPE
 
 FORMS = ("cloudevent", "cloudevent_batch", "webhook_json", "webhook_form", "receipt_json")
+# The Messaging status forms of SPEC §2b.
+STATUS_FORMS = (
+    "callback_form",
+    "callback_json",
+    "messaging_cloudevent",
+    "messaging_cloudevent_batch",
+)
 
 # How producers key their records (SPEC §2 "Keys and partitions"): nothing in the worker's
 # result may depend on it. "mixed" is half by message, a quarter by conversation, a quarter
@@ -34,6 +42,8 @@ class Record:
     key: bytes | None
     value: bytes
     headers: list[tuple[str, bytes]]
+    # The record's own timestamp, for forms whose time is the record's (status callbacks).
+    timestamp_ms: int | None = None
 
 
 def sid(prefix: str, rng: random.Random) -> str:
@@ -62,11 +72,14 @@ def generate_events(
     max_receipts: int = 5,
     hot_messages: int = 0,
     hot_participants: int = 50,
+    whatsapp_prefix: str = "WA",
 ) -> Iterator[ReceiptEvent]:
     """Events of `messages` messages with 1..max_receipts receipts each, in lifecycle order.
 
     The first `hot_messages` are group messages with `hot_participants` receipts each, whose
     events all arrive close together: the contention case for concurrent replicas.
+    `whatsapp_prefix="SM"` gives WhatsApp channel messages the SM SIDs that Messaging
+    status events name (their receipts then carry an explicit `Channel`).
     """
     rng = random.Random(seed)
     account = sid("AC", rng)
@@ -78,7 +91,8 @@ def generate_events(
         receipts = hot_participants if n < hot_messages else rng.randint(1, max_receipts)
         for _ in range(receipts):
             prefix = rng.choice(("SM", "WA", "WA", "MM"))
-            receipt, participant, channel_message = sid("DY", rng), sid("MB", rng), sid(prefix, rng)
+            receipt, participant = sid("DY", rng), sid("MB", rng)
+            channel_message = sid(whatsapp_prefix if prefix == "WA" else prefix, rng)
             at = created
             for status, error in lifecycle(rng, prefix):
                 at += timedelta(seconds=rng.randint(1, 30), microseconds=rng.randint(0, 999) * 1000)
@@ -123,9 +137,16 @@ def _pascal(e: ReceiptEvent, rng: random.Random) -> dict[str, object]:
     return pascal_fields(e, lambda at: _iso(at, rng))
 
 
+def _implied_channel(channel_message_sid: str | None) -> str:
+    prefix = (channel_message_sid or "")[:2]
+    return "whatsapp" if prefix == "WA" else "sms" if prefix in ("SM", "MM") else "unknown"
+
+
 def pascal_fields(e: ReceiptEvent, format_date: Callable[[datetime], str]) -> dict[str, object]:
     """The event as Twilio's PascalCase webhook fields, dates spelled by `format_date`."""
+    channel = {} if e.channel == _implied_channel(e.channel_message_sid) else {"Channel": e.channel}
     return {
+        **channel,
         "AccountSid": e.account_sid,
         "ChatServiceSid": e.chat_service_sid,
         "ConversationSid": e.conversation_sid,
@@ -186,6 +207,11 @@ def encode(e: ReceiptEvent, form: str, rng: random.Random) -> Record:
                 "participant_sid": e.participant_sid,
                 "status": e.status.label,
                 "error_code": e.error_code or 0,
+                **(
+                    {}
+                    if e.channel == _implied_channel(e.channel_message_sid)
+                    else {"channel": e.channel}
+                ),
                 "date_created": _iso(e.date_created, rng),
                 "date_updated": _iso(e.date_updated, rng),
             }
@@ -238,4 +264,148 @@ def encode_mixed(
         record = encode(events[i], rng.choice(FORMS), rng)
         records.append(Record(record_key(events[i], keying, rng), record.value, record.headers))
         i += 1
+    return records
+
+
+# -- Messaging status events (SPEC §2b) ------------------------------------------------------
+
+
+def messaging_outcomes(
+    events: list[ReceiptEvent], *, seed: int = 1, share: float = 1.0
+) -> tuple[list[ReceiptEvent], list[tuple[ReceiptEvent, StatusEvent]]]:
+    """Move the outcomes of `share` of the receipts out of the receipt stream.
+
+    For a chosen receipt, the conversation receipt events keep only what says `sent` or
+    less (a receipt whose only event is an outcome gets a `sent` one at its creation time),
+    and every later outcome (delivered, read, failed, undelivered) becomes a Messaging
+    status event of its channel message. Returns the receipt events and, per status event,
+    the receipt event it stands for: their reduction is the state the worker must reach.
+    """
+    rng = random.Random(seed)
+    chosen: dict[tuple[str, str], bool] = {}
+    kept: list[ReceiptEvent] = []
+    moved: list[tuple[ReceiptEvent, StatusEvent]] = []
+    has_receipt_event: set[tuple[str, str]] = set()
+    for e in events:
+        take = chosen.setdefault(e.key, rng.random() < share and e.channel_message_sid is not None)
+        if not take or e.status <= Status.SENT:
+            kept.append(e)
+            has_receipt_event.add(e.key)
+            continue
+        moved.append(
+            (
+                e,
+                StatusEvent(
+                    e.account_sid,
+                    e.channel_message_sid or "",
+                    e.status,
+                    e.error_code,
+                    e.date_updated,
+                ),
+            )
+        )
+    for e, _ in moved:
+        if e.key not in has_receipt_event:
+            has_receipt_event.add(e.key)
+            kept.append(
+                dataclasses.replace(
+                    e, status=Status.SENT, error_code=None, date_updated=e.date_created
+                )
+            )
+    return kept, moved
+
+
+def plain_sms_statuses(
+    count: int, *, seed: int = 1, account_sid: str | None = None
+) -> list[StatusEvent]:
+    """Status events of SMS sent outside Conversations: no receipt will ever come for them."""
+    rng = random.Random(seed)
+    account = account_sid or sid("AC", rng)
+    return [
+        StatusEvent(
+            account,
+            sid("SM", rng),
+            rng.choice((Status.SENT, Status.DELIVERED, Status.UNDELIVERED)),
+            None,
+            _EPOCH + timedelta(seconds=n, milliseconds=rng.randint(0, 999)),
+        )
+        for n in range(count)
+    ]
+
+
+def _messaging_data(s: StatusEvent, rng: random.Random) -> dict[str, object]:
+    """Event Streams' Messaging.MessageStatus data (v7 shape: dateUpdated and timestamp)."""
+    at = _iso(s.date_updated, rng)
+    return {
+        "messageSid": s.channel_message_sid,
+        "accountSid": s.account_sid,
+        "messageStatus": s.status.label.upper(),
+        "errorCode": s.error_code,
+        "eventName": MESSAGING_CLOUDEVENT_PREFIX + s.status.label,
+        "apiVersion": "2010-04-01",
+        "from": "+14155550100",
+        "to": "+14155550123",
+        "timestamp": at,
+        "dateUpdated": at,
+    }
+
+
+def _messaging_cloudevent(s: StatusEvent, rng: random.Random) -> dict[str, object]:
+    return {
+        "specversion": "1.0",
+        "type": MESSAGING_CLOUDEVENT_PREFIX + s.status.label,
+        "source": f"/2010-04-01/Accounts/{s.account_sid}/Messages/{s.channel_message_sid}.json",
+        "id": sid("EZ", rng),
+        "dataschema": "https://events-schemas.twilio.com/Messaging.MessageStatus/7",
+        "datacontenttype": "application/json",
+        "time": _iso(s.date_updated, rng),
+        "data": _messaging_data(s, rng),
+    }
+
+
+def encode_status(s: StatusEvent, form: str, rng: random.Random) -> Record:
+    """One status event as a Kafka record in a Messaging form (STATUS_FORMS), keyed by its
+    channel message SID; callbacks carry their time as the record's timestamp."""
+    key = s.channel_message_sid.encode()
+    if form in ("messaging_cloudevent", "messaging_cloudevent_batch"):
+        body = _messaging_cloudevent(s, rng)
+        value = orjson.dumps([body] if form == "messaging_cloudevent_batch" else body)
+        return Record(key, value, [("content-type", b"application/cloudevents+json")])
+    fields: dict[str, object] = {
+        "MessageSid": s.channel_message_sid,
+        "SmsSid": s.channel_message_sid,
+        "AccountSid": s.account_sid,
+        "MessageStatus": s.status.label,
+        "SmsStatus": s.status.label,
+        "From": "+14155550100",
+        "To": "+14155550123",
+        "ApiVersion": "2010-04-01",
+    }
+    if s.error_code is not None:
+        fields["ErrorCode"] = str(s.error_code)
+    timestamp_ms = round(s.date_updated.timestamp() * 1000)
+    if form == "callback_json":
+        return Record(key, orjson.dumps(fields), [], timestamp_ms)
+    if form == "callback_form":
+        headers = [("content-type", b"application/x-www-form-urlencoded")]
+        return Record(key, urlencode(fields).encode(), headers, timestamp_ms)
+    raise ValueError(f"unknown status form {form!r}")
+
+
+def encode_statuses(
+    statuses: list[StatusEvent], *, seed: int = 1, keying: str = "message"
+) -> list[Record]:
+    """Each status event in a Messaging form picked at random; `keying` as for receipts
+    ("message" and "conversation" key by the channel message SID, the only SID it has)."""
+    rng = random.Random(seed)
+    records = []
+    for s in statuses:
+        record = encode_status(s, rng.choice(STATUS_FORMS), rng)
+        if keying in ("random", "none", "mixed"):
+            roll = rng.random()
+            if keying == "none" or (keying == "mixed" and roll >= 0.75):
+                record = dataclasses.replace(record, key=None)
+            elif keying == "random":
+                record = dataclasses.replace(record, key=b"%032x" % rng.getrandbits(128))
+        records.append(record)
     return records

@@ -123,6 +123,18 @@ class WorkerMetrics:
             ["reason"],
             registry=r,
         )
+        self.status_events = Counter(
+            "delivery_worker_status_events",
+            "Messaging status events by outcome: applied to their receipt, pending (receipt "
+            "not seen yet), expired (receipt never came), foreign (account differs).",
+            ["outcome"],
+            registry=r,
+        )
+        self.pending_status_links = Gauge(
+            "delivery_worker_pending_status_channel_messages",
+            "Channel messages with Messaging status events waiting for their receipt.",
+            registry=r,
+        )
         self.dead_letters = Counter(
             "delivery_worker_dead_letters",
             "Records sent to the dead-letter topic, by reason.",

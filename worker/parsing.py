@@ -1,4 +1,4 @@
-"""Turns one Kafka record (any of the four input forms of SPEC §2) into typed receipt events.
+"""Turns one Kafka record (any input form of SPEC §2 and §2b) into typed events.
 
 Pure: bytes and headers in, events out, or an InvalidRecord naming why. Nothing here
 trusts the producer: every value is type-checked and normalised, whatever the form.
@@ -16,10 +16,32 @@ from urllib.parse import parse_qsl
 
 import orjson
 
-from worker.events import ReceiptEvent, Status
+from worker.events import ReceiptEvent, Status, StatusEvent
 
 CLOUDEVENT_TYPE: Final = "com.twilio.conversations.delivery.updated"
 WEBHOOK_EVENT_TYPE: Final = "onDeliveryUpdated"
+# Event Streams' Messaging status types are this prefix plus the status (schema
+# Messaging.MessageStatus), e.g. com.twilio.messaging.message.delivered.
+MESSAGING_CLOUDEVENT_PREFIX: Final = "com.twilio.messaging.message."
+
+# Messaging statuses (Twilio's Message resource) as receipt statuses, SPEC §2b. Inbound ones
+# say nothing about delivery and are skipped. `partially_delivered` is not in the spec: some
+# of a message's parts reached the handset, which confirms no more than `sent`.
+MESSAGING_STATUSES: Final = {
+    "accepted": Status.QUEUED,
+    "scheduled": Status.QUEUED,
+    "queued": Status.QUEUED,
+    "sending": Status.QUEUED,
+    "sent": Status.SENT,
+    "partially_delivered": Status.SENT,
+    "delivered": Status.DELIVERED,
+    "read": Status.READ,
+    "failed": Status.FAILED,
+    "undelivered": Status.UNDELIVERED,
+    "canceled": Status.FAILED,
+}
+INBOUND_STATUSES: Final = frozenset({"receiving", "received"})
+_CHANNEL_MESSAGE_PREFIXES: Final = ("SM", "MM")
 
 # Reasons are metric label values and DLQ header values: a small fixed set.
 REASONS: Final = frozenset(
@@ -63,6 +85,7 @@ class ParsedRecord:
     """What one record yielded: events to apply, and reasons for items skipped on purpose."""
 
     events: list[ReceiptEvent] = field(default_factory=list)
+    statuses: list[StatusEvent] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
 
 
@@ -115,9 +138,17 @@ _FORM_TYPE = "application/x-www-form-urlencoded"
 
 
 def parse_record(
-    value: bytes | None, headers: Sequence[tuple[str, bytes]], *, max_bytes: int
+    value: bytes | None,
+    headers: Sequence[tuple[str, bytes]],
+    *,
+    max_bytes: int,
+    timestamp_ms: int | None = None,
 ) -> ParsedRecord:
-    """Parse one record. A record is atomic: if any part of it is bad, none of it is applied."""
+    """Parse one record. A record is atomic: if any part of it is bad, none of it is applied.
+
+    `timestamp_ms` is the Kafka record's timestamp: the time of a Messaging status callback,
+    which carries none of its own (SPEC §2b).
+    """
     if not value:
         raise InvalidRecord("empty_value", "record has no value (tombstone or empty)")
     if len(value) > max_bytes:
@@ -126,10 +157,10 @@ def parse_record(
     header_map = _headers(headers)
     content_type = header_map.get("content-type", "").split(";", 1)[0].strip().lower()
     if content_type == _FORM_TYPE:
-        return _parse_form(value)
+        return _parse_form(value, timestamp_ms)
     if content_type in _JSON_TYPES or value.lstrip()[:1] in (b"{", b"["):
-        return _parse_json(value, header_map)
-    return _parse_form(value)
+        return _parse_json(value, header_map, timestamp_ms)
+    return _parse_form(value, timestamp_ms)
 
 
 def _headers(headers: Sequence[tuple[str, bytes]]) -> dict[str, str]:
@@ -144,7 +175,9 @@ def _headers(headers: Sequence[tuple[str, bytes]]) -> dict[str, str]:
     return result
 
 
-def _parse_json(value: bytes, header_map: Mapping[str, str]) -> ParsedRecord:
+def _parse_json(
+    value: bytes, header_map: Mapping[str, str], timestamp_ms: int | None
+) -> ParsedRecord:
     try:
         doc = orjson.loads(value)
     except orjson.JSONDecodeError as exc:
@@ -177,17 +210,16 @@ def _parse_json(value: bytes, header_map: Mapping[str, str]) -> ParsedRecord:
         _add_webhook(doc, parsed)
     elif "sid" in doc and "message_sid" in doc:
         _add_event(doc, _SNAKE, parsed)
+    elif "MessageStatus" in doc or "SmsStatus" in doc:
+        _add_status_callback(doc, timestamp_ms, parsed)
     elif "ce_type" in header_map:
         # CloudEvents Kafka binding, binary mode: attributes in headers, data is the value.
-        if header_map["ce_type"] != CLOUDEVENT_TYPE:
-            parsed.skipped.append("other_event_type")
-        else:
-            _add_event(doc, _PASCAL, parsed)
+        _add_cloudevent_data(header_map["ce_type"], doc, parsed)
     else:
         raise InvalidRecord(
             "unknown_form",
             "JSON object is none of: CloudEvent (specversion), webhook (EventType), "
-            "receipt resource (sid, message_sid)",
+            "receipt resource (sid, message_sid), status callback (MessageStatus)",
         )
     return parsed
 
@@ -196,13 +228,22 @@ def _add_cloudevent(doc: Mapping[str, object], parsed: ParsedRecord) -> None:
     event_type = doc.get("type")
     if not isinstance(event_type, str):
         raise InvalidRecord("missing_field", "CloudEvent has no string 'type'")
-    if event_type != CLOUDEVENT_TYPE:
+    if event_type != CLOUDEVENT_TYPE and not event_type.startswith(MESSAGING_CLOUDEVENT_PREFIX):
         parsed.skipped.append("other_event_type")
         return
     data = doc.get("data")
     if not isinstance(data, dict):
         raise InvalidRecord("missing_field", "CloudEvent 'data' must be an object")
-    _add_event(data, _PASCAL, parsed)
+    _add_cloudevent_data(event_type, data, parsed)
+
+
+def _add_cloudevent_data(event_type: str, data: Mapping[str, object], parsed: ParsedRecord) -> None:
+    if event_type == CLOUDEVENT_TYPE:
+        _add_event(data, _PASCAL, parsed)
+    elif event_type.startswith(MESSAGING_CLOUDEVENT_PREFIX):
+        _add_messaging_cloudevent(event_type, data, parsed)
+    else:
+        parsed.skipped.append("other_event_type")
 
 
 def _add_webhook(doc: Mapping[str, object], parsed: ParsedRecord) -> None:
@@ -212,7 +253,7 @@ def _add_webhook(doc: Mapping[str, object], parsed: ParsedRecord) -> None:
     _add_event(doc, _PASCAL, parsed)
 
 
-def _parse_form(value: bytes) -> ParsedRecord:
+def _parse_form(value: bytes, timestamp_ms: int | None) -> ParsedRecord:
     try:
         text = value.decode("utf-8")
     except UnicodeDecodeError:
@@ -232,10 +273,13 @@ def _parse_form(value: bytes) -> ParsedRecord:
         if key in doc:
             raise InvalidRecord("malformed", f"form field {key!r} appears more than once")
         doc[key] = val
-    if "EventType" not in doc:
-        raise InvalidRecord("unknown_form", "form body has no EventType")
     parsed = ParsedRecord()
-    _add_webhook(doc, parsed)
+    if "EventType" in doc:
+        _add_webhook(doc, parsed)
+    elif "MessageStatus" in doc or "SmsStatus" in doc:
+        _add_status_callback(doc, timestamp_ms, parsed)
+    else:
+        raise InvalidRecord("unknown_form", "form body has neither EventType nor MessageStatus")
     return parsed
 
 
@@ -263,6 +307,86 @@ def _add_event(doc: Mapping[str, object], names: _FieldNames, parsed: ParsedReco
         parsed.skipped.append("chat_channel")
         return
     parsed.events.append(event)
+
+
+def _add_status_callback(
+    doc: Mapping[str, object], timestamp_ms: int | None, parsed: ParsedRecord
+) -> None:
+    """The classic Messaging status callback (form body, or the same fields as JSON)."""
+    name = "MessageStatus" if _string(doc, "MessageStatus") is not None else "SmsStatus"
+    status = _messaging_status(doc, name)
+    if timestamp_ms is None:
+        raise InvalidRecord("missing_field", "a status callback needs the record's timestamp")
+    try:
+        at = datetime.fromtimestamp(timestamp_ms / 1000, UTC)
+    except (OverflowError, OSError, ValueError):
+        raise InvalidRecord(
+            "invalid_date", f"record timestamp {timestamp_ms} is out of range"
+        ) from None
+    _add_status(doc, _CALLBACK, status, at, parsed)
+
+
+def _add_messaging_cloudevent(
+    event_type: str, data: Mapping[str, object], parsed: ParsedRecord
+) -> None:
+    """Event Streams' Messaging.MessageStatus: camelCase data, upper-case status."""
+    if _string(data, "messageStatus") is not None:
+        status = _messaging_status(data, "messageStatus")
+    else:
+        suffix = {"messageStatus": event_type.removeprefix(MESSAGING_CLOUDEVENT_PREFIX)}
+        status = _messaging_status(suffix, "messageStatus")
+    # v7 and later carry the status update's own time; older versions only the event's.
+    name = "dateUpdated" if _string(data, "dateUpdated") is not None else "timestamp"
+    _add_status(data, _CAMEL, status, _date(data, name), parsed)
+
+
+@dataclass(frozen=True, slots=True)
+class _StatusFieldNames:
+    account: str
+    message: str
+    error_code: str
+
+
+_CALLBACK = _StatusFieldNames(account="AccountSid", message="MessageSid", error_code="ErrorCode")
+_CAMEL = _StatusFieldNames(account="accountSid", message="messageSid", error_code="errorCode")
+
+
+def _add_status(
+    doc: Mapping[str, object],
+    names: _StatusFieldNames,
+    status: Status | None,
+    at: datetime,
+    parsed: ParsedRecord,
+) -> None:
+    """Validate every field first, then keep the event, or skip an inbound one."""
+    account_sid = _sid(doc, names.account, "AC")
+    value = _string(doc, names.message)
+    if value is None:
+        raise InvalidRecord("missing_field", f"{names.message} is required")
+    channel_message_sid = _check_sid(names.message, value, None)
+    if channel_message_sid[:2] not in _CHANNEL_MESSAGE_PREFIXES:
+        raise InvalidRecord(
+            "invalid_sid", f"{names.message}: a Messaging status names an SM or MM message"
+        )
+    error_code = _error_code(doc, names.error_code)
+    if status is None:
+        parsed.skipped.append("inbound_status")
+        return
+    parsed.statuses.append(StatusEvent(account_sid, channel_message_sid, status, error_code, at))
+
+
+def _messaging_status(doc: Mapping[str, object], name: str) -> Status | None:
+    """The receipt status of a Messaging status, or None for an inbound one (skipped)."""
+    value = _string(doc, name)
+    if value is None:
+        raise InvalidRecord("missing_field", f"{name} is required")
+    label = value.strip().lower()
+    if label in INBOUND_STATUSES:
+        return None
+    status = MESSAGING_STATUSES.get(label)
+    if status is None:
+        raise InvalidRecord("unknown_status", f"{name}: unknown Messaging status {value!r:.40}")
+    return status
 
 
 def _string(doc: Mapping[str, object], name: str) -> str | None:

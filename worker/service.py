@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from worker.config import Settings
 from worker.consumer import DeliveryConsumer
 from worker.faults import CrashPoints
+from worker.housekeeping import PendingStatusExpiry
 from worker.http import DependencyCheck, Health, create_app, start_http
 from worker.kafka import create_consumer, create_producer
 from worker.metrics import WorkerMetrics
@@ -84,7 +85,8 @@ async def run_worker(
         health.set_dependency_check(_dependency_check(store, kafka))
         health.set_ready(True)
         log.info("worker running", extra={"input_topic": settings.input_topic})
-        await _run_until_stopped(consumer, relay, stop, settings.shutdown_grace_s)
+        expiry = PendingStatusExpiry(store, metrics, ttl_s=settings.pending_status_ttl_s)
+        await _run_until_stopped(consumer, relay, expiry, stop, settings.shutdown_grace_s)
     except Stopped:
         log.info("stopped during start-up")
     finally:
@@ -95,12 +97,17 @@ async def run_worker(
 
 
 async def _run_until_stopped(
-    consumer: DeliveryConsumer, relay: OutboxRelay, stop: asyncio.Event, grace_s: float
+    consumer: DeliveryConsumer,
+    relay: OutboxRelay,
+    expiry: PendingStatusExpiry,
+    stop: asyncio.Event,
+    grace_s: float,
 ) -> None:
     loop_task = asyncio.create_task(consumer.run(stop), name="consumer-loop")
     relay_task = asyncio.create_task(relay.run(stop), name="outbox-relay")
+    expiry_task = asyncio.create_task(expiry.run(stop), name="pending-status-expiry")
     stop_task = asyncio.create_task(stop.wait(), name="stop-signal")
-    tasks = {loop_task, relay_task}
+    tasks = {loop_task, relay_task, expiry_task}
     try:
         done, _ = await asyncio.wait({*tasks, stop_task}, return_when=asyncio.FIRST_COMPLETED)
         for task in done & tasks:

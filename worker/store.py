@@ -6,14 +6,17 @@ trips whatever its size. SQL is parameterised only; no value is ever formatted i
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 
 import asyncpg
+import orjson
 
-from worker.events import ReceiptEvent, Status
+from worker.events import ReceiptEvent, Status, StatusEvent
 from worker.reduction import Counts, MessageDelta, ReceiptKey
+from worker.status_join import LinkRow
 from worker.summaries import Summary
 
 
@@ -99,6 +102,40 @@ UPDATE delivery_receipts AS r
 """
 _STATUS_ORDER = [s.label for s in sorted(Status)]
 
+# Channel message links (SPEC §2b, migration 003), claimed like receipts: links already
+# written need no lock (they never change), the rest are inserted first or locked, in order.
+_READ_LINKED = """
+SELECT channel_message_sid, message_sid, participant_sid
+  FROM channel_message_links
+ WHERE channel_message_sid = ANY($1::text[]) AND message_sid IS NOT NULL
+"""
+_INSERT_NEW_LINKS = """
+INSERT INTO channel_message_links (channel_message_sid, message_sid, participant_sid, pending)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[])
+ON CONFLICT (channel_message_sid) DO NOTHING
+RETURNING channel_message_sid
+"""
+_LOCK_LINKS = """
+SELECT channel_message_sid, message_sid, participant_sid, pending::text AS pending
+  FROM channel_message_links
+ WHERE channel_message_sid = ANY($1::text[])
+ ORDER BY channel_message_sid
+   FOR UPDATE
+"""
+_UPDATE_LINKS = """
+UPDATE channel_message_links AS l
+   SET message_sid = u.message_sid, participant_sid = u.participant_sid, pending = u.pending,
+       updated_at = now()
+  FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[])
+       AS u(channel_message_sid, message_sid, participant_sid, pending)
+ WHERE l.channel_message_sid = u.channel_message_sid AND l.message_sid IS NULL
+"""
+_EXPIRE_PENDING = """
+DELETE FROM channel_message_links
+ WHERE message_sid IS NULL AND updated_at < now() - make_interval(secs => $1)
+RETURNING jsonb_array_length(pending) AS statuses
+"""
+
 _INSERT_HISTORY = """
 INSERT INTO delivery_receipt_history
     (message_sid, participant_sid, receipt_sid, channel, status, error_code, date_updated)
@@ -171,6 +208,35 @@ def _receipt_columns(states: Sequence[ReceiptEvent]) -> list[list[object]]:
     ]
 
 
+def _link_columns(rows: Sequence[LinkRow]) -> list[list[object]]:
+    """Link rows as the message_sid, participant_sid and pending (jsonb text) arrays."""
+    return [
+        [None if r.receipt is None else r.receipt[0] for r in rows],
+        [None if r.receipt is None else r.receipt[1] for r in rows],
+        [_encode_pending(r.pending) for r in rows],
+    ]
+
+
+def _encode_pending(statuses: Sequence[StatusEvent]) -> str | None:
+    if not statuses:
+        return None
+    return orjson.dumps(
+        [
+            [s.account_sid, s.status.label, s.error_code, s.date_updated.isoformat()]
+            for s in statuses
+        ]
+    ).decode()
+
+
+def _decode_pending(sid: str, text: str | None) -> tuple[StatusEvent, ...]:
+    if text is None:
+        return ()
+    return tuple(
+        StatusEvent(account, sid, Status.from_label(status), code, datetime.fromisoformat(at))
+        for account, status, code, at in orjson.loads(text)
+    )
+
+
 def receipt_from_row(row: asyncpg.Record) -> ReceiptEvent:
     """A delivery_receipts row as the receipt state it stores."""
     return ReceiptEvent(
@@ -215,21 +281,64 @@ class BatchTransaction:
         if int(status.split()[-1]) != len(partitions):
             raise Fenced(f"stored offsets moved for {topic} partitions {partitions}")
 
+    async def claim_links(self, fresh: Mapping[str, LinkRow]) -> dict[str, LinkRow]:
+        """Lock the link rows of these channel messages; returns those that existed.
+
+        `fresh` is, per channel message, the row the batch would write if there were none;
+        it is inserted where there is none (and so locked), and absent from the result.
+        Links that name a receipt never change, so they are read without a lock.
+        """
+        sids = sorted(fresh)
+        rows = await self._conn.fetch(_READ_LINKED, sids)
+        found = {r[0]: LinkRow((r[1], r[2])) for r in rows}
+        rest = [s for s in sids if s not in found]
+        if not rest:
+            return found
+        inserted = await self._conn.fetch(
+            _INSERT_NEW_LINKS,
+            rest,
+            *_link_columns([fresh[s] for s in rest]),
+        )
+        new = {r[0] for r in inserted}
+        others = [s for s in rest if s not in new]
+        if not others:
+            return found
+        locked = await self._conn.fetch(_LOCK_LINKS, others)
+        if len(locked) != len(others):
+            # A placeholder expired between the insert and the lock: start the batch over.
+            raise ConcurrentWrite(f"{len(others) - len(locked)} links vanished while locked")
+        for r in locked:
+            receipt = None if r[1] is None else (r[1], r[2])
+            found[r[0]] = LinkRow(receipt, _decode_pending(r[0], r[3]))
+        return found
+
+    async def update_links(self, rows: Mapping[str, LinkRow]) -> None:
+        """Rewrite placeholders: link them to their receipt, or store their waiting events."""
+        if not rows:
+            return
+        sids = sorted(rows)
+        status = await self._conn.execute(
+            _UPDATE_LINKS, sids, *_link_columns([rows[s] for s in sids])
+        )
+        if int(status.split()[-1]) != len(sids):
+            raise ConcurrentWrite("a link changed while locked")
+
     async def claim_receipts(
-        self, states: Mapping[ReceiptKey, ReceiptEvent]
+        self, states: Mapping[ReceiptKey, ReceiptEvent], also: Iterable[ReceiptKey] = ()
     ) -> dict[ReceiptKey, ReceiptEvent]:
         """Lock every receipt of the batch; returns the stored state of those that existed.
 
         Receipts that did not exist are inserted here with their batch state, so they are
         locked too; they are absent from the result, which is how `apply_batch` knows them
-        as new.
+        as new. `also` names receipts outside `states` that must exist (those a status
+        event applies to): they are locked and read with the others.
         """
         keys = sorted(states)
         created = await self._conn.fetch(
             _INSERT_NEW_RECEIPTS, *_receipt_columns([states[k] for k in keys])
         )
         new = {(r["message_sid"], r["participant_sid"]) for r in created}
-        existing = [k for k in keys if k not in new]
+        existing = sorted({k for k in keys if k not in new} | (set(also) - states.keys()))
         if not existing:
             return {}
         rows = await self._conn.fetch(
@@ -392,6 +501,21 @@ class Store:
             )
             await publish(claimed)
             return claimed
+
+    async def expire_pending_statuses(self, ttl_s: float) -> int:
+        """Drop placeholders whose status events waited longer than `ttl_s` for a receipt;
+        returns how many status events went with them."""
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(_EXPIRE_PENDING, ttl_s)
+        return sum(r["statuses"] or 0 for r in rows)
+
+    async def pending_status_links(self) -> int:
+        """Channel messages with status events waiting for their receipt."""
+        async with self._pool.acquire() as conn:
+            count: int = await conn.fetchval(
+                "SELECT count(*) FROM channel_message_links WHERE message_sid IS NULL"
+            )
+        return count
 
     async def outbox_backlog(self) -> int:
         async with self._pool.acquire() as conn:

@@ -41,7 +41,10 @@ async def produce(bootstrap: str, topic: str, records: Sequence[Record]) -> None
     await producer.start()
     try:
         futures = [
-            await producer.send(topic, r.value, key=r.key, headers=r.headers) for r in records
+            await producer.send(
+                topic, r.value, key=r.key, headers=r.headers, timestamp_ms=r.timestamp_ms
+            )
+            for r in records
         ]
         await asyncio.gather(*futures)
     finally:

@@ -366,7 +366,9 @@ async def assert_state_is_reduction_of(dsn: str, events: Sequence[ReceiptEvent])
     }
     _assert_same(got, want, "message summaries vs a recount")
     [history] = await _fetch(dsn, "SELECT count(*) AS n FROM delivery_receipt_history")
-    assert history["n"] == len(distinct_history(events)), "history rows vs distinct events"
+    assert history["n"] == len(distinct_history(events)), (
+        f"history rows {history['n']} vs {len(distinct_history(events))} distinct events"
+    )
     return len(expected)
 
 
@@ -601,7 +603,10 @@ class Feeder:
         assert self._producer is not None
         topic = self._settings.input_topic
         acks = [
-            await self._producer.send(topic, r.value, key=r.key, headers=r.headers) for r in records
+            await self._producer.send(
+                topic, r.value, key=r.key, headers=r.headers, timestamp_ms=r.timestamp_ms
+            )
+            for r in records
         ]
         await asyncio.gather(*acks)
         self.produced += len(records)
