@@ -41,8 +41,9 @@ log "migrate, create topics"
 "${BIN}/delivery-receipts-worker" migrate
 "${BIN}/delivery-receipts-worker" create-topics --partitions 3
 
-log "producing ${MESSAGES} messages' receipts in all input forms, plus the sample payloads"
-"${BIN}/delivery-receipts-worker" produce --messages "${MESSAGES}"
+log "producing ${MESSAGES} messages' receipts in all input forms (a third of their outcomes as"
+log "Messaging status events, SPEC 2b), 20 plain-SMS status events, plus the sample payloads"
+"${BIN}/delivery-receipts-worker" produce --messages "${MESSAGES}" --messaging-share 0.33 --plain-sms 20
 samples=()
 for f in tests/samples/*; do samples+=(--file "$f"); done
 "${BIN}/delivery-receipts-worker" produce "${samples[@]}"
@@ -74,7 +75,7 @@ log "the first summary-changed events on the summary topic"
 "${BIN}/delivery-receipts-worker" tail --limit 3
 
 log "worker metrics (excerpt)"
-curl -fsS "http://127.0.0.1:${HTTP_PORT}/metrics" | grep -E '^delivery_(worker_(records_consumed|events_applied|dead_letters|events_skipped)|receipt_stage_reached)' | head -20
+curl -fsS "http://127.0.0.1:${HTTP_PORT}/metrics" | grep -E '^delivery_(worker_(records_consumed|events_applied|dead_letters|events_skipped|status_events|pending_status)|receipt_stage_reached)' | head -24
 
 if [ "${KEEP_RUNNING:-0}" = "1" ]; then
     log "worker still running; Ctrl-C stops it and the services"

@@ -64,7 +64,7 @@ configuration (environment variables; flags override them):
   CONSUMER_GROUP           Kafka consumer group             [delivery-receipts-worker]
   HTTP_PORT                /metrics, /healthz, /readyz      [8080]
   BATCH_MAX_RECORDS, BATCH_TIMEOUT_MS, MAX_RECORD_BYTES, SHUTDOWN_GRACE_S,
-  LIVENESS_TIMEOUT_S, LOG_LEVEL, KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM,
+  LIVENESS_TIMEOUT_S, PENDING_STATUS_TTL_S, LOG_LEVEL, KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM,
   KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD, KAFKA_SSL_CAFILE, KAFKA_SSL_CERTFILE,
   KAFKA_SSL_KEYFILE: see README.md
   api: API_HOST, API_PORT, API_AUTH_ACCOUNT_SID + API_AUTH_TOKEN and/or
@@ -116,6 +116,21 @@ def build_parser() -> argparse.ArgumentParser:
     produce.add_argument("--seed", type=int, default=1)
     produce.add_argument("--duplicate-rate", type=float, default=0.1)
     produce.add_argument("--rate", type=float, default=0, help="events/s (0: as fast as possible)")
+    produce.add_argument(
+        "--messaging-share",
+        type=float,
+        default=0.0,
+        metavar="FRACTION",
+        help="send this share of the receipts' outcomes as Messaging status events instead "
+        "(status callbacks and Event Streams messaging CloudEvents, SPEC 2b)",
+    )
+    produce.add_argument(
+        "--plain-sms",
+        type=int,
+        default=0,
+        metavar="N",
+        help="add N status events of SMS sent outside Conversations (they join no receipt)",
+    )
     produce.add_argument(
         "--file",
         dest="files",
@@ -304,7 +319,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings, credentials: Credent
     elif args.command == "produce" and args.files:
         runner(_produce_files(settings, args.files))
     elif args.command == "produce":
-        runner(_produce(settings, args.messages, args.seed, args.duplicate_rate, args.rate))
+        runner(_produce(settings, args))
     elif args.command == "tail":
         runner(_tail(settings, args.limit, args.timeout_s))
     return 0
@@ -419,25 +434,29 @@ async def _create_topics(settings: Settings, partitions: int, replication: int) 
         await admin.close()
 
 
-async def _produce(
-    settings: Settings, messages: int, seed: int, duplicate_rate: float, rate: float
-) -> None:
+async def _produce(settings: Settings, args: argparse.Namespace) -> None:
     from worker.kafka import create_producer
-    from worker.loadgen import disorder, encode_mixed, generate_events
+    from worker.loadgen import synthetic_stream
 
-    records = encode_mixed(
-        disorder(
-            list(generate_events(messages, seed=seed)), seed=seed, duplicate_rate=duplicate_rate
-        ),
-        seed=seed,
+    records = synthetic_stream(
+        args.messages,
+        seed=args.seed,
+        duplicate_rate=args.duplicate_rate,
+        messaging_share=args.messaging_share,
+        plain_sms=args.plain_sms,
     )
+    messages, rate = args.messages, args.rate
     producer = create_producer(settings)
     await producer.start()
     started = time.monotonic()
     try:
         for n, record in enumerate(records, 1):
             await producer.send(
-                settings.input_topic, record.value, key=record.key, headers=record.headers
+                settings.input_topic,
+                record.value,
+                key=record.key,
+                headers=record.headers,
+                timestamp_ms=record.timestamp_ms,
             )
             if rate > 0:
                 ahead_s = n / rate - (time.monotonic() - started)

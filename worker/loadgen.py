@@ -409,3 +409,29 @@ def encode_statuses(
                 record = dataclasses.replace(record, key=b"%032x" % rng.getrandbits(128))
         records.append(record)
     return records
+
+
+def synthetic_stream(
+    messages: int,
+    *,
+    seed: int = 1,
+    duplicate_rate: float = 0.1,
+    messaging_share: float = 0.0,
+    plain_sms: int = 0,
+) -> list[Record]:
+    """The stream `worker produce` sends: receipts in every form, duplicated and disordered;
+    with `messaging_share`, that share of the receipts' outcomes as Messaging status events,
+    and `plain_sms` status events of SMS outside Conversations."""
+    events = list(
+        generate_events(messages, seed=seed, whatsapp_prefix="SM" if messaging_share else "WA")
+    )
+    kept, moved = messaging_outcomes(events, seed=seed, share=messaging_share)
+    records = encode_mixed(disorder(kept, seed=seed, duplicate_rate=duplicate_rate), seed=seed)
+    statuses = [s for _, s in moved] + plain_sms_statuses(
+        plain_sms, seed=seed + 7919, account_sid=events[0].account_sid if events else None
+    )
+    if statuses:
+        rng = random.Random(seed)
+        for record in encode_statuses(statuses, seed=seed):
+            records.insert(rng.randrange(len(records) + 1), record)
+    return records

@@ -13,7 +13,7 @@ from aiokafka.structs import ConsumerRecord
 from jsonschema import Draft202012Validator, FormatChecker
 from referencing import Registry, Resource
 
-from worker.loadgen import encode, generate_events
+from worker.loadgen import encode, encode_status, generate_events, messaging_outcomes
 from worker.parsing import InvalidRecord
 from worker.publisher import dead_letter_headers
 from worker.reduction import Counts
@@ -41,6 +41,9 @@ def validator(name: str) -> Draft202012Validator:
         ("cloudevents-batch.json", "cloudevent-batch"),
         ("webhook.json", "webhook"),
         ("receipt-resource.json", "receipt-resource"),
+        ("status-callback.json", "messaging-status-callback"),
+        ("messaging-cloudevent.json", "messaging-cloudevent"),
+        ("messaging-cloudevents-batch.json", "cloudevent-batch"),
     ],
 )
 def test_samples_match_their_schema(samples: Path, sample: str, schema: str) -> None:
@@ -50,6 +53,31 @@ def test_samples_match_their_schema(samples: Path, sample: str, schema: str) -> 
 def test_form_body_fields_match_the_webhook_schema(samples: Path) -> None:
     fields = dict(parse_qsl((samples / "webhook-form.txt").read_text()))
     validator("webhook").validate(fields)
+
+
+def test_status_callback_form_body_matches_its_schema(samples: Path) -> None:
+    fields = dict(parse_qsl((samples / "status-callback-form.txt").read_text()))
+    validator("messaging-status-callback").validate(fields)
+
+
+@pytest.mark.parametrize(
+    ("form", "schema"),
+    [
+        ("callback_json", "messaging-status-callback"),
+        ("messaging_cloudevent", "messaging-cloudevent"),
+        ("messaging_cloudevent_batch", "cloudevent-batch"),
+    ],
+)
+def test_generated_status_records_match_their_schema(form: str, schema: str) -> None:
+    rng = random.Random(3)
+    check = validator(schema)
+    events = list(generate_events(20, seed=5, whatsapp_prefix="SM"))
+    _, moved = messaging_outcomes(events, seed=5)
+    assert moved
+    for _, status in moved:
+        check.validate(orjson.loads(encode_status(status, form, rng).value))
+    form_fields = dict(parse_qsl(encode_status(moved[0][1], "callback_form", rng).value.decode()))
+    validator("messaging-status-callback").validate(form_fields)
 
 
 @pytest.mark.parametrize(
