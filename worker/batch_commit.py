@@ -16,7 +16,7 @@ from worker.events import ReceiptEvent, StatusEvent
 from worker.faults import CrashPoints
 from worker.reduction import ReceiptChange, ReceiptKey, apply_batch, coalesce, distinct_history
 from worker.status_join import LinkPlan, LinkRow, as_receipt_event, plan_links
-from worker.store import ConcurrentWrite, Store
+from worker.store import BatchTransaction, ConcurrentWrite, Store
 from worker.summaries import Summary, encode_summary_event
 
 
@@ -54,22 +54,7 @@ async def commit_batch(
         if moves:
             await tx.advance_offsets(group, topic, moves)
         # Lock order everywhere: offsets, channel message links, receipts, summaries, outbox.
-        plan = LinkPlan()
-        if statuses or receipt_links:
-            fresh = plan_links({}, receipt_links, statuses)
-            rows = await tx.claim_links(
-                {
-                    **{sid: LinkRow(None, pending) for sid, pending in fresh.pending.items()},
-                    **{sid: LinkRow(key) for sid, key in fresh.link.items()},
-                }
-            )
-            plan = plan_links(rows, receipt_links, statuses)
-            await tx.update_links(
-                {
-                    **{s: LinkRow(None, p) for s, p in plan.pending.items() if s in rows},
-                    **{s: LinkRow(key) for s, key in plan.link.items() if s in rows},
-                }
-            )
+        plan = await _join_statuses(tx, receipt_links, statuses)
         stored = await tx.claim_receipts(states, also={key for key, _ in plan.apply})
         joined, foreign = _joined_events(plan, states, stored)
         incoming = coalesce([*events, *joined]) if joined else states
@@ -96,6 +81,32 @@ async def commit_batch(
         statuses_pending=sum(1 for s in statuses if s.channel_message_sid in plan.pending),
         statuses_foreign=foreign,
     )
+
+
+async def _join_statuses(
+    tx: BatchTransaction,
+    receipt_links: Mapping[str, ReceiptKey],
+    statuses: Sequence[StatusEvent],
+) -> LinkPlan:
+    """Claim the link rows of the batch's channel messages and decide the join (SPEC §2b)."""
+    if not statuses and not receipt_links:
+        return LinkPlan()
+    # What the batch alone would make of each channel message: inserted where no row exists.
+    fresh = plan_links({}, receipt_links, statuses)
+    rows = await tx.claim_links(
+        {
+            **{sid: LinkRow(None, pending) for sid, pending in fresh.pending.items()},
+            **{sid: LinkRow(key) for sid, key in fresh.link.items()},
+        }
+    )
+    plan = plan_links(rows, receipt_links, statuses)
+    await tx.update_links(
+        {
+            **{s: LinkRow(None, p) for s, p in plan.pending.items() if s in rows},
+            **{s: LinkRow(key) for s, key in plan.link.items() if s in rows},
+        }
+    )
+    return plan
 
 
 def _joined_events(

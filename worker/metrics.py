@@ -54,6 +54,10 @@ def error_code_label(error_code: int | None) -> str:
     return code if code in KNOWN_ERROR_CODES else "other"
 
 
+# What became of a Messaging status event (the `outcome` label of status_events).
+STATUS_OUTCOMES = ("applied", "pending", "expired", "foreign")
+
+
 class WorkerMetrics:
     """All metrics of one worker process, on a registry of its own (no global state)."""
 

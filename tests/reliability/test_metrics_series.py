@@ -23,18 +23,19 @@ from tests.integration.support import produce, running_worker, wait_caught_up
 from tests.reliability.corpus.hostile import CORPUS, SKIPPED_TRICKY
 from worker.config import Settings
 from worker.loadgen import Record, encode_mixed, generate_events
-from worker.metrics import CHANNEL_LABELS, KNOWN_ERROR_CODES, STAGES, WorkerMetrics
+from worker.metrics import CHANNEL_LABELS, KNOWN_ERROR_CODES, STAGES, STATUS_OUTCOMES, WorkerMetrics
 from worker.parsing import REASONS
 
 pytestmark = pytest.mark.integration
 
-SKIP_REASONS = frozenset({"other_event_type", "chat_channel", "empty_batch"})
-RETRY_REASONS = frozenset({"kafka", "postgres"})
+SKIP_REASONS = frozenset({"other_event_type", "chat_channel", "empty_batch", "inbound_status"})
+RETRY_REASONS = frozenset({"kafka", "postgres", "conflict"})
 ALLOWED: dict[str, frozenset[str]] = {
     "channel": CHANNEL_LABELS | {"other"},
     "stage": frozenset(STAGES),
     "error_code": KNOWN_ERROR_CODES | {"none", "other"},
     "reason": REASONS | SKIP_REASONS | RETRY_REASONS,
+    "outcome": frozenset(STATUS_OUTCOMES),
 }
 PARTICIPANTS = 10_000
 
