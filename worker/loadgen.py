@@ -222,13 +222,19 @@ def encode(e: ReceiptEvent, form: str, rng: random.Random) -> Record:
 
 def record_key(e: ReceiptEvent, keying: str, rng: random.Random) -> bytes | None:
     """The key a producer using `keying` (one of KEYINGS) would give this event's record."""
+    return _key(keying, rng, e.message_sid.encode(), e.conversation_sid.encode())
+
+
+def _key(
+    keying: str, rng: random.Random, by_message: bytes, by_conversation: bytes
+) -> bytes | None:
     if keying == "mixed":
         roll = rng.random()
         keying = "message" if roll < 0.5 else "conversation" if roll < 0.75 else "none"
     if keying == "message":
-        return e.message_sid.encode()
+        return by_message
     if keying == "conversation":
-        return e.conversation_sid.encode()
+        return by_conversation
     if keying == "random":
         return b"%032x" % rng.getrandbits(128)
     if keying == "none":
@@ -401,13 +407,8 @@ def encode_statuses(
     records = []
     for s in statuses:
         record = encode_status(s, rng.choice(STATUS_FORMS), rng)
-        if keying in ("random", "none", "mixed"):
-            roll = rng.random()
-            if keying == "none" or (keying == "mixed" and roll >= 0.75):
-                record = dataclasses.replace(record, key=None)
-            elif keying == "random":
-                record = dataclasses.replace(record, key=b"%032x" % rng.getrandbits(128))
-        records.append(record)
+        sid = s.channel_message_sid.encode()
+        records.append(dataclasses.replace(record, key=_key(keying, rng, sid, sid)))
     return records
 
 
