@@ -7,6 +7,7 @@ import asyncio
 import logging
 import signal
 import sys
+import textwrap
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 import prometheus_client
 
 from worker import __version__
-from worker.config import ConfigError, Settings
+from worker.config import SETTINGS, ConfigError, Settings
 from worker.logs import configure_logging
 
 if TYPE_CHECKING:
@@ -41,36 +42,33 @@ _REQUIRED: dict[str, tuple[str, ...]] = {
 }
 # Commands whose stdout is their result (tables, JSON): their log lines go to stderr.
 _REPORTING = frozenset({"offsets", "dlq"})
-# Flags that are settings (the rest are arguments of one command).
-_SETTINGS_FLAGS = frozenset(
-    {
-        "kafka_bootstrap_servers",
-        "database_url",
-        "log_level",
-        "http_port",
-        "input_topic",
-        "consumer_group",
-        "api_port",
-    }
-)
+_HELP_WIDTH = 79
 
-_ENV_HELP = """\
-configuration (environment variables; flags override them):
-  KAFKA_BOOTSTRAP_SERVERS  Kafka brokers, host:port[,host:port]      (required)
-  DATABASE_URL             postgresql://user:pass@host:port/db        (required)
-  INPUT_TOPIC              delivery events to consume       [delivery-events]
-  SUMMARY_TOPIC            summary-changed events           [delivery-summaries]
-  DLQ_TOPIC                dead letters                     [delivery-events.dlq]
-  CONSUMER_GROUP           Kafka consumer group             [delivery-receipts-worker]
-  HTTP_PORT                /metrics, /healthz, /readyz      [8080]
-  BATCH_MAX_RECORDS, BATCH_TIMEOUT_MS, MAX_RECORD_BYTES, SHUTDOWN_GRACE_S,
-  LIVENESS_TIMEOUT_S, PENDING_STATUS_TTL_S, LOG_LEVEL, KAFKA_SECURITY_PROTOCOL,
-  KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD, KAFKA_SSL_CAFILE,
-  KAFKA_SSL_CERTFILE, KAFKA_SSL_KEYFILE: see README.md
-  api: API_HOST, API_PORT, API_AUTH_ACCOUNT_SID + API_AUTH_TOKEN and/or
-  API_CREDENTIALS_FILE (required unless API_AUTH_DISABLED=true / --insecure-no-auth),
-  API_PUBLIC_BASE_URL: see docs/api.md
-"""
+
+def _settings_help() -> str:
+    """The --help list of settings, rendered from their declarations in worker/config.py."""
+    column = 2 + max(len(s.env) for s in SETTINGS) + 2
+    lines = ["configuration (environment variables; flags override them) [default; allowed]:"]
+    for setting in SETTINGS:
+        spec, notes = setting.spec, []
+        if setting.shown_default():
+            notes.append(setting.shown_default())
+        if spec.low is not None and spec.high is not None:
+            notes.append(f"{spec.low}..{spec.high}")
+        if spec.choices:
+            notes.append("|".join(spec.choices))
+        text = spec.help + (f" [{'; '.join(notes)}]" if notes else "")
+        text += " (required)" if setting.required else ""
+        text += " (secret)" if setting.secret else ""
+        lines += textwrap.wrap(
+            text,
+            _HELP_WIDTH,
+            initial_indent=f"  {setting.env}".ljust(column),
+            subsequent_indent=" " * column,
+            break_on_hyphens=False,
+        )
+    lines.append("details: README.md (Running it); the api command: docs/api.md")
+    return "\n".join(lines) + "\n"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="delivery-receipts-worker",
         description="Reduces Twilio Conversations delivery-receipt events from Kafka into "
         "PostgreSQL, Prometheus metrics and summary-changed events.",
-        epilog=_ENV_HELP,
+        epilog=_settings_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=__version__)
@@ -276,7 +274,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Checked before anything starts, so a misconfigured API never listens at all.
         credentials = _api_credentials(settings) if args.command == "api" else None
     except ConfigError as exc:
-        print(f"delivery-receipts-worker: configuration error: {exc}", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"delivery-receipts-worker: configuration error: {problem}", file=sys.stderr)
         return 2
     configure_logging(
         settings.log_level, stream=sys.stderr if args.command in _REPORTING else sys.stdout

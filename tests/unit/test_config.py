@@ -143,3 +143,37 @@ def test_cli_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert exit_.value.code == 0
     out = capsys.readouterr().out
     assert "migrate" in out and "KAFKA_BOOTSTRAP_SERVERS" in out
+
+
+def test_every_bad_value_is_reported_at_once(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = {
+        "HTTP_PORT": "eighty",
+        "BATCH_MAX_RECORDS": "0",
+        "LOG_LEVEL": "LOUD",
+        "API_AUTH_DISABLED": "ture",
+        "API_PUBLIC_BASE_URL": "ftp://x",
+    }
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({"DATABASE_URL": "mysql://x", **bad})
+    problems = info.value.problems
+    named = ["KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", *bad]
+    assert len(problems) == len(named)
+    for name in named:
+        assert sum(problem.startswith(name) for problem in problems) == 1, name
+    # The CLI prints one line per problem, each naming its variable.
+    for key, value in {**BASE, **bad}.items():
+        monkeypatch.setenv(key, value)
+    assert main(["run"]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == len(bad)
+    assert all(line.startswith("delivery-receipts-worker: configuration error: ") for line in lines)
+    assert sorted(line.split(": ", 2)[2].split()[0] for line in lines) == sorted(bad)
+
+
+def test_one_problem_reads_as_before() -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({**BASE, "HTTP_PORT": "70000"})
+    assert str(info.value) == "HTTP_PORT must be between 0 and 65535, got 70000"
+    assert info.value.problems == (str(info.value),)
