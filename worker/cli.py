@@ -1,21 +1,22 @@
-"""Command line: `delivery-receipts-worker COMMAND` (also `python -m worker COMMAND`)."""
+"""Command line: `delivery-receipts-worker COMMAND` (also `python -m worker COMMAND`).
+
+This module is the parser and the dispatch; each command's work is in worker/commands/.
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
-import signal
 import sys
 import textwrap
-import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, TypeAlias
 
 import prometheus_client
 
 from worker import __version__
+from worker.commands import ops, serve, topics
 from worker.config import SETTINGS, ConfigError, Settings
 from worker.logs import configure_logging
 
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("worker")
 
-T = TypeVar("T")
 # What add_subparsers returns.
 _Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
@@ -84,7 +84,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--database-url", dest="database_url", metavar="URL")
     parser.add_argument("--log-level", dest="log_level", metavar="LEVEL")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_service_commands(sub)
+    _add_topic_commands(sub)
+    _add_offsets_commands(sub)
+    _add_dlq_commands(sub)
+    return parser
 
+
+def _add_service_commands(sub: _Commands) -> None:
     sub.add_parser("migrate", help="create or upgrade the PostgreSQL schema (idempotent)")
 
     run = sub.add_parser("run", help="consume the input topic until SIGTERM")
@@ -103,9 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
         "(same as API_AUTH_DISABLED=true)",
     )
 
-    topics = sub.add_parser("create-topics", help="create the input, summary and DLQ topics")
-    topics.add_argument("--partitions", type=int, default=6)
-    topics.add_argument("--replication-factor", type=int, default=1)
+
+def _add_topic_commands(sub: _Commands) -> None:
+    create = sub.add_parser("create-topics", help="create the input, summary and DLQ topics")
+    create.add_argument("--partitions", type=int, default=6)
+    create.add_argument("--replication-factor", type=int, default=1)
 
     produce = sub.add_parser(
         "produce", help="produce a synthetic stream (every input form, duplicates, disorder)"
@@ -141,10 +150,6 @@ def build_parser() -> argparse.ArgumentParser:
     tail = sub.add_parser("tail", help="print summary-changed events from the summary topic")
     tail.add_argument("--limit", type=int, default=10, help="stop after this many events")
     tail.add_argument("--timeout-s", type=float, default=10.0, help="stop after this long idle")
-
-    _add_offsets_commands(sub)
-    _add_dlq_commands(sub)
-    return parser
 
 
 def _add_offsets_commands(sub: _Commands) -> None:
@@ -255,20 +260,8 @@ def _positive_int(text: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    overrides = {
-        k: v
-        for k, v in vars(args).items()
-        if k
-        not in (
-            "command",
-            "partitions",
-            "replication_factor",
-            "messages",
-            "seed",
-            "duplicate_rate",
-            "rate",
-        )
-    }
+    # The flags that are settings (the rest are arguments of one command).
+    overrides = {s.name: getattr(args, s.name) for s in SETTINGS if hasattr(args, s.name)}
     try:
         settings = Settings.from_env(require=_REQUIRED[args.command], **overrides)
         # Checked before anything starts, so a misconfigured API never listens at all.
@@ -297,218 +290,24 @@ def _api_credentials(settings: Settings) -> Credentials | None:
 
 
 def _dispatch(args: argparse.Namespace, settings: Settings, credentials: Credentials | None) -> int:
-    runner = _runner()
-    if args.command == "offsets":
-        return _offsets(args, settings)
-    if args.command == "dlq":
-        return _dlq(args, settings)
-    if args.command == "migrate":
-        from worker.migrate import apply_migrations
-
-        applied = runner(apply_migrations(settings.database_url))
-        log.info("migrations done", extra={"applied": applied})
-    elif args.command == "run":
-        from worker.service import run_worker
-
-        runner(run_worker(settings))
-    elif args.command == "api":
-        runner(_serve_api(settings, credentials))
-    elif args.command == "create-topics":
-        runner(_create_topics(settings, args.partitions, args.replication_factor))
-    elif args.command == "produce" and args.files:
-        runner(_produce_files(settings, args.files))
-    elif args.command == "produce":
-        runner(_produce(settings, args))
-    elif args.command == "tail":
-        runner(_tail(settings, args.limit, args.timeout_s))
+    command = args.command
+    if command == "offsets":
+        return ops.offsets(args, settings)
+    if command == "dlq":
+        return ops.dlq(args, settings)
+    if command == "migrate":
+        serve.migrate(settings)
+    elif command == "run":
+        serve.run(settings)
+    elif command == "api":
+        serve.api(settings, credentials)
+    elif command == "create-topics":
+        topics.create_topics(settings, args.partitions, args.replication_factor)
+    elif command == "produce":
+        topics.produce(settings, args)
+    elif command == "tail":
+        topics.tail(settings, args.limit, args.timeout_s)
     return 0
-
-
-def _fail(message: str, code: int) -> int:
-    print(f"delivery-receipts-worker: {message}", file=sys.stderr)
-    return code
-
-
-def _offsets(args: argparse.Namespace, settings: Settings) -> int:
-    from worker import offsets_admin as oa
-    from worker.kafka import TopicNotFound
-
-    runner = _runner()
-    try:
-        if args.action == "show":
-            report = runner(oa.show_offsets(settings))
-            print(_json(report.to_json()) if args.json else oa.render_report(report))
-            return 0
-        target: oa.ResetTarget
-        if args.to_earliest:
-            target = oa.ToEarliest()
-        elif args.to_latest:
-            target = oa.ToLatest()
-        elif args.to_datetime is not None:
-            target = oa.ToDatetime(args.to_datetime)
-        else:
-            target = oa.to_offsets(args.to_offsets)
-        outcome = runner(oa.reset_offsets(settings, target, force=args.force, dry_run=args.dry_run))
-    except oa.InvalidTarget as exc:
-        return _fail(str(exc), 2)
-    except oa.ResetRefused as exc:
-        return _fail(f"offsets reset refused: {exc}", 3)
-    except TopicNotFound as exc:
-        return _fail(str(exc), 1)
-    print(oa.render_outcome(outcome))
-    return 0
-
-
-def _dlq(args: argparse.Namespace, settings: Settings) -> int:
-    from worker import dlq_admin as da
-    from worker.kafka import TopicNotFound
-
-    runner = _runner()
-    try:
-        if args.action == "list":
-            listing = runner(da.list_dead_letters(settings, da.Selection(since=args.since)))
-            print(_json(listing.to_json()) if args.json else da.render_listing(listing))
-            return 0
-        selection = da.Selection(frozenset(args.reasons), args.since)
-        outcome = runner(
-            da.replay_dead_letters(settings, selection, limit=args.limit, dry_run=args.dry_run)
-        )
-    except (TopicNotFound, da.DlqReadError) as exc:
-        return _fail(str(exc), 1)
-    print(da.render_replay(outcome))
-    return 0
-
-
-def _json(value: object) -> str:
-    import orjson
-
-    return orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()
-
-
-def _runner() -> Callable[[Coroutine[Any, Any, T]], T]:
-    """uvloop when installed (the `fast` extra): the event loop is a large share of the hot path."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run
-    return uvloop.run
-
-
-async def _serve_api(settings: Settings, credentials: Credentials | None) -> None:
-    from worker.api import serve_api
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await serve_api(
-        settings.database_url,
-        settings.api_host,
-        settings.api_port,
-        credentials,
-        stop,
-        base_url=settings.api_public_base_url,
-    )
-
-
-async def _create_topics(settings: Settings, partitions: int, replication: int) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-    from aiokafka.errors import TopicAlreadyExistsError
-
-    from worker.kafka import PRODUCER_MAX_REQUEST_BYTES, client_options
-
-    admin = AIOKafkaAdminClient(**client_options(settings))
-    await admin.start()
-    try:
-        for name in (settings.input_topic, settings.summary_topic, settings.dlq_topic):
-            configs = {"max.message.bytes": str(PRODUCER_MAX_REQUEST_BYTES)}
-            try:
-                await admin.create_topics(
-                    [NewTopic(name, partitions, replication, topic_configs=configs)]
-                )
-                log.info("topic created", extra={"topic": name, "partitions": partitions})
-            except TopicAlreadyExistsError:
-                log.info("topic exists", extra={"topic": name})
-    finally:
-        await admin.close()
-
-
-async def _produce(settings: Settings, args: argparse.Namespace) -> None:
-    from worker.kafka import create_producer
-    from worker.loadgen import synthetic_stream
-
-    records = synthetic_stream(
-        args.messages,
-        seed=args.seed,
-        duplicate_rate=args.duplicate_rate,
-        messaging_share=args.messaging_share,
-        plain_sms=args.plain_sms,
-    )
-    messages, rate = args.messages, args.rate
-    producer = create_producer(settings)
-    await producer.start()
-    started = time.monotonic()
-    try:
-        for n, record in enumerate(records, 1):
-            await producer.send(
-                settings.input_topic,
-                record.value,
-                key=record.key,
-                headers=record.headers,
-                timestamp_ms=record.timestamp_ms,
-            )
-            if rate > 0:
-                ahead_s = n / rate - (time.monotonic() - started)
-                if ahead_s > 0:
-                    await asyncio.sleep(ahead_s)
-            if n % 10000 == 0:
-                log.info("producing", extra={"records": n, "of": len(records)})
-        await producer.flush()
-    finally:
-        await producer.stop()
-    log.info(
-        "produced",
-        extra={"records": len(records), "messages": messages, "topic": settings.input_topic},
-    )
-
-
-async def _produce_files(settings: Settings, paths: Sequence[str]) -> None:
-    from pathlib import Path
-
-    from worker.kafka import create_producer
-
-    payloads = [(path, Path(path).read_bytes()) for path in paths]  # noqa: ASYNC240 (tiny, once)
-    producer = create_producer(settings)
-    await producer.start()
-    try:
-        for path, payload in payloads:
-            await producer.send_and_wait(settings.input_topic, payload)
-            log.info("produced file", extra={"path": path, "topic": settings.input_topic})
-    finally:
-        await producer.stop()
-
-
-async def _tail(settings: Settings, limit: int, timeout_s: float) -> None:
-    from aiokafka import AIOKafkaConsumer
-
-    from worker.kafka import client_options
-
-    consumer = AIOKafkaConsumer(
-        settings.summary_topic, auto_offset_reset="earliest", **client_options(settings)
-    )
-    await consumer.start()
-    printed = 0
-    try:
-        while printed < limit:
-            batch = await consumer.getmany(timeout_ms=int(timeout_s * 1000), max_records=limit)
-            if not batch:
-                break
-            for record in (r for records in batch.values() for r in records):
-                if printed < limit:
-                    print((record.value or b"").decode(), flush=True)
-                    printed += 1
-    finally:
-        await consumer.stop()
 
 
 if __name__ == "__main__":
