@@ -5,7 +5,8 @@ developers get a real single-node Kafka broker (KRaft, jars from Maven Central, 
 on the local JDK) and a throwaway PostgreSQL cluster without Docker.
 """
 
-from devstack.kafka import KAFKA_VERSION, LOG4J_VERSION, KafkaBroker, ensure_kafka_jars
+from devstack.kafka import KafkaBroker
+from devstack.kafka_jars import KAFKA_VERSION, LOG4J_VERSION, ensure_kafka_jars
 from devstack.postgres import PostgresServer
 
 __all__ = [

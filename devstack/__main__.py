@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from devstack.kafka import KAFKA_VERSION, LOG4J_VERSION, KafkaBroker, ensure_kafka_jars
+from devstack.kafka import KafkaBroker
+from devstack.kafka_jars import KAFKA_VERSION, LOG4J_VERSION, ensure_kafka_jars
 from devstack.postgres import PostgresServer
 
 DEFAULT_STATE_DIR = Path(".local/devstack")
@@ -63,36 +64,45 @@ def _cmd_up(args: argparse.Namespace) -> int:
         if stop_requested.is_set():
             return 130
 
-        exports = {
-            "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
-            "DATABASE_URL": postgres.dsn,
-        }
-        lines = [f"export {key}={shlex.quote(value)}" for key, value in exports.items()]
-        env_file.write_text("\n".join(lines) + "\n")
-        print("\n".join(lines), flush=True)
-        print(
-            f"# also written to {env_file} (source it from another shell)\n"
-            f"# kafka log: {broker.log_path}\n"
-            f"# postgres log: {postgres.log_path}\n"
-            "# Ctrl-C to stop both",
-            file=sys.stderr,
-            flush=True,
-        )
-
-        while not stop_requested.wait(1.0):
-            if not broker.is_running:
-                print(f"Kafka exited unexpectedly; see {broker.log_path}", file=sys.stderr)
-                return 1
-            if not postgres.is_running:
-                print(f"PostgreSQL exited unexpectedly; see {postgres.log_path}", file=sys.stderr)
-                return 1
-        print("stopping ...", file=sys.stderr)
-        return 0
+        _publish(broker, postgres, env_file)
+        return _watch(broker, postgres, stop_requested)
     finally:
         # A stale env file would point a later `source` at ports nobody listens on.
         env_file.unlink(missing_ok=True)
         broker.close()
         postgres.close()
+
+
+def _publish(broker: KafkaBroker, postgres: PostgresServer, env_file: Path) -> None:
+    """Print the servers' addresses as `export` lines, and write them to ``env_file``."""
+    exports = {
+        "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+        "DATABASE_URL": postgres.dsn,
+    }
+    lines = [f"export {key}={shlex.quote(value)}" for key, value in exports.items()]
+    env_file.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines), flush=True)
+    print(
+        f"# also written to {env_file} (source it from another shell)\n"
+        f"# kafka log: {broker.log_path}\n"
+        f"# postgres log: {postgres.log_path}\n"
+        "# Ctrl-C to stop both",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def _watch(broker: KafkaBroker, postgres: PostgresServer, stop_requested: threading.Event) -> int:
+    """Until a stop is requested (0), or one server dies (1)."""
+    while not stop_requested.wait(1.0):
+        if not broker.is_running:
+            print(f"Kafka exited unexpectedly; see {broker.log_path}", file=sys.stderr)
+            return 1
+        if not postgres.is_running:
+            print(f"PostgreSQL exited unexpectedly; see {postgres.log_path}", file=sys.stderr)
+            return 1
+    print("stopping ...", file=sys.stderr)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:

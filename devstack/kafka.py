@@ -1,168 +1,30 @@
-"""Fetch Apache Kafka's jars from Maven Central and run a single-node KRaft broker.
+"""Run a single-node Kafka broker (KRaft: combined broker and controller) on the local JDK.
 
-There is no Kafka tarball or Docker image on these machines, so the broker is assembled
-from the ``org.apache.kafka:kafka_2.13`` artifact and its runtime dependencies, resolved
-by Maven into a cache directory, and launched with the local JDK.
+The jars come from Maven Central (devstack/kafka_jars.py); the lifecycle (private directory,
+start/stop/kill/close, context manager, atexit net) is devstack/server.py's.
 """
 
 from __future__ import annotations
 
-import atexit
 import base64
 import contextlib
-import fcntl
 import os
 import shutil
 import signal
 import subprocess
-import tempfile
-import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
+from typing import ClassVar
 
 from devstack._util import free_port, tail
+from devstack.kafka_jars import KAFKA_VERSION, LOG4J_VERSION, ensure_kafka_jars
+from devstack.server import LocalServer
 
-KAFKA_VERSION = "4.1.2"
-SCALA_BINARY_VERSION = "2.13"
-# Kafka 4.1.2's own kafka-server POM pulls log4j-api/core 2.25.3; the SLF4J binding must
-# match them or log4j refuses to route SLF4J calls.
-LOG4J_VERSION = "2.25.3"
-DEPENDENCY_PLUGIN_VERSION = "3.8.1"
+# Re-exported: devstack.kafka was their home before devstack/kafka_jars.py.
+__all__ = ["KAFKA_VERSION", "LOG4J_VERSION", "KafkaBroker", "ensure_kafka_jars"]
 
-_MARKER_NAME = ".complete"
 _READY_LINE = "Kafka Server started"
-_MAVEN_TIMEOUT_S = 1800.0
-
-_ARTIFACTS: tuple[tuple[str, str, str], ...] = (
-    ("org.apache.kafka", f"kafka_{SCALA_BINARY_VERSION}", KAFKA_VERSION),
-    ("org.apache.logging.log4j", "log4j-api", LOG4J_VERSION),
-    ("org.apache.logging.log4j", "log4j-core", LOG4J_VERSION),
-    # SLF4J 1.7 binding: Kafka logs through slf4j-api 1.7.36, and its POM ships no backend.
-    ("org.apache.logging.log4j", "log4j-slf4j-impl", LOG4J_VERSION),
-)
-
-
-def _fingerprint() -> str:
-    return "\n".join(":".join(coords) for coords in _ARTIFACTS) + "\n"
-
-
-def default_cache_root() -> Path:
-    """Directory under which fetched jar sets are cached (outside the repository)."""
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg) if xdg else Path.home() / ".cache"
-    return base / "delivery-receipts-worker"
-
-
-def _is_complete(jars_dir: Path) -> bool:
-    try:
-        return (jars_dir / _MARKER_NAME).read_text() == _fingerprint()
-    except OSError:
-        return False
-
-
-@contextlib.contextmanager
-def _exclusive_lock(path: Path) -> Iterator[None]:
-    # Parallel test runs on one machine would otherwise both run Maven and race on rename.
-    with path.open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def _render_pom() -> str:
-    deps = "\n".join(
-        f"    <dependency><groupId>{g}</groupId><artifactId>{a}</artifactId>"
-        f"<version>{v}</version></dependency>"
-        for g, a, v in _ARTIFACTS
-    )
-    return f"""<?xml version="1.0" encoding="UTF-8"?>
-<project xmlns="http://maven.apache.org/POM/4.0.0">
-  <modelVersion>4.0.0</modelVersion>
-  <groupId>local.devstack</groupId>
-  <artifactId>kafka-jars</artifactId>
-  <version>1</version>
-  <packaging>pom</packaging>
-  <dependencies>
-{deps}
-  </dependencies>
-  <build>
-    <plugins>
-      <plugin>
-        <groupId>org.apache.maven.plugins</groupId>
-        <artifactId>maven-dependency-plugin</artifactId>
-        <version>{DEPENDENCY_PLUGIN_VERSION}</version>
-      </plugin>
-    </plugins>
-  </build>
-</project>
-"""
-
-
-def ensure_kafka_jars(cache_dir: Path | None = None) -> Path:
-    """Return a directory holding every jar needed to run the Kafka broker.
-
-    ``cache_dir`` is the cache root (default: ``~/.cache/delivery-receipts-worker``); the
-    jars live in ``<cache_dir>/kafka-<version>/``. A marker file written last makes a
-    repeated call a single stat, and the download goes to a temporary sibling that is
-    renamed into place, so an interrupted fetch never leaves a half-filled directory
-    that looks complete.
-    """
-    root = cache_dir if cache_dir is not None else default_cache_root()
-    target = root / f"kafka-{KAFKA_VERSION}"
-    if _is_complete(target):
-        return target
-
-    root.mkdir(parents=True, exist_ok=True)
-    with _exclusive_lock(root / f".kafka-{KAFKA_VERSION}.lock"):
-        if _is_complete(target):
-            return target
-        # Staging dirs left by a fetch that was SIGKILLed; the lock proves none is in use.
-        for stale in root.glob(f".kafka-{KAFKA_VERSION}-*"):
-            if stale.is_dir():
-                shutil.rmtree(stale, ignore_errors=True)
-        mvn = shutil.which("mvn")
-        if mvn is None:
-            raise RuntimeError("mvn not found on PATH; run scripts/setup.sh or install maven")
-        with tempfile.TemporaryDirectory(prefix=f".kafka-{KAFKA_VERSION}-", dir=root) as tmp:
-            work = Path(tmp)
-            (work / "pom.xml").write_text(_render_pom())
-            staging = work / "jars"
-            cmd = [
-                mvn,
-                "-q",
-                "-B",
-                "-f",
-                str(work / "pom.xml"),
-                "dependency:copy-dependencies",
-                f"-DoutputDirectory={staging}",
-                "-DincludeScope=runtime",
-            ]
-            proc = subprocess.run(
-                cmd,
-                cwd=work,
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                timeout=_MAVEN_TIMEOUT_S,
-                check=False,
-            )
-            kafka_jar = staging / f"kafka_{SCALA_BINARY_VERSION}-{KAFKA_VERSION}.jar"
-            if proc.returncode != 0 or not kafka_jar.is_file():
-                output = (proc.stdout + proc.stderr).strip().splitlines()[-40:]
-                raise RuntimeError(
-                    f"maven failed to fetch Kafka {KAFKA_VERSION} (exit {proc.returncode}):\n"
-                    + "\n".join(output)
-                )
-            (staging / _MARKER_NAME).write_text(_fingerprint())
-            if target.exists():
-                # Left by an older fingerprint or a pre-marker layout: never trusted.
-                shutil.rmtree(target)
-            staging.rename(target)
-    return target
 
 
 def _new_cluster_id() -> str:
@@ -186,13 +48,16 @@ def _find_java() -> str:
     return java
 
 
-class KafkaBroker:
+class KafkaBroker(LocalServer):
     """A single-node Kafka broker (combined broker+controller) in a private temp dir.
 
     Ports are chosen once, at construction, so ``restart()`` and ``start()`` after
     ``stop()`` or ``kill()`` bring back the same broker with the same data at the same
     address, which is what crash and reconnect tests need.
     """
+
+    kind: ClassVar[str] = "Kafka"
+    dir_prefix: ClassVar[str] = "devstack-kafka-"
 
     def __init__(
         self,
@@ -205,7 +70,7 @@ class KafkaBroker:
         extra_properties: Mapping[str, str] | None = None,
         format_args: Sequence[str] = (),
     ) -> None:
-        self._port = port if port is not None else free_port()
+        super().__init__(port=port)
         self._controller_port = controller_port if controller_port is not None else free_port()
         self._jars_dir = jars_dir
         self._heap_max = heap_max
@@ -213,19 +78,13 @@ class KafkaBroker:
         self._extra_properties = dict(extra_properties or {})
         # Extra StorageTool arguments, e.g. ("--add-scram", "SCRAM-SHA-256=[name=u,password=p]").
         self._format_args = tuple(format_args)
-        self._data_dir: Path | None = None
         self._proc: subprocess.Popen[bytes] | None = None
-        self._atexit_registered = False
 
     # -- public properties -------------------------------------------------------------
 
     @property
     def bootstrap_servers(self) -> str:
-        return f"127.0.0.1:{self._port}"
-
-    @property
-    def port(self) -> int:
-        return self._port
+        return f"{self.host}:{self._port}"
 
     @property
     def controller_port(self) -> int:
@@ -233,9 +92,7 @@ class KafkaBroker:
 
     @property
     def data_dir(self) -> Path:
-        if self._data_dir is None:
-            raise RuntimeError("broker was never started")
-        return self._data_dir
+        return self.private_dir
 
     @property
     def log_path(self) -> Path:
@@ -257,14 +114,14 @@ class KafkaBroker:
             return
         jars = self._jars_dir if self._jars_dir is not None else ensure_kafka_jars()
         java = _find_java()
-        data_dir = self._ensure_data_dir()
+        data_dir = self._make_dir()
         if not (data_dir / "kraft-logs" / "meta.properties").exists():
             self._write_config(data_dir)
             self._format(java, jars, data_dir)
 
-        log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        log_offset = _size(self.log_path)
         out_path = data_dir / "kafka.out"
-        out_offset = out_path.stat().st_size if out_path.exists() else 0
+        out_offset = _size(out_path)
         with out_path.open("ab") as out:
             # Own session/process group: a Ctrl-C aimed at the parent must not reach the
             # JVM, and stop()/kill() can signal the whole group.
@@ -276,7 +133,6 @@ class KafkaBroker:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        self._register_atexit()
         self._wait_ready(log_offset, out_path, out_offset)
 
     def stop(self, timeout_s: float = 20) -> None:
@@ -285,11 +141,11 @@ class KafkaBroker:
         if proc is None:
             return
         if proc.poll() is None:
-            self._signal_group(proc, signal.SIGTERM)
+            _signal_group(proc, signal.SIGTERM)
             try:
                 proc.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
-                self._signal_group(proc, signal.SIGKILL)
+                _signal_group(proc, signal.SIGKILL)
                 proc.wait()
         self._proc = None
 
@@ -299,7 +155,7 @@ class KafkaBroker:
         if proc is None:
             return
         if proc.poll() is None:
-            self._signal_group(proc, signal.SIGKILL)
+            _signal_group(proc, signal.SIGKILL)
             proc.wait()
         self._proc = None
 
@@ -308,53 +164,10 @@ class KafkaBroker:
         self.stop(timeout_s=timeout_s)
         self.start()
 
-    def close(self) -> None:
-        """Stop the broker and delete its data directory."""
-        try:
-            self.stop()
-        finally:
-            if self._data_dir is not None:
-                shutil.rmtree(self._data_dir, ignore_errors=True)
-                self._data_dir = None
-            if self._atexit_registered:
-                atexit.unregister(self._emergency_cleanup)
-                self._atexit_registered = False
-
-    def __enter__(self) -> KafkaBroker:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     # -- internals ---------------------------------------------------------------------
 
-    def _ensure_data_dir(self) -> Path:
-        if self._data_dir is None:
-            self._data_dir = Path(tempfile.mkdtemp(prefix="devstack-kafka-"))
-        return self._data_dir
-
-    def _register_atexit(self) -> None:
-        # An interpreter exiting without close() (crashed test session, uncaught error in
-        # `up`) must not leave an orphaned JVM holding ports and 768 MiB of heap.
-        if not self._atexit_registered:
-            atexit.register(self._emergency_cleanup)
-            self._atexit_registered = True
-
-    def _emergency_cleanup(self) -> None:
-        self.kill()
-        if self._data_dir is not None:
-            shutil.rmtree(self._data_dir, ignore_errors=True)
-
-    @staticmethod
-    def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
+    def _stop_before_delete(self) -> None:
+        self.stop()
 
     def _java_cmd(self, java: str, jars: Path, data_dir: Path) -> list[str]:
         return [
@@ -453,29 +266,25 @@ logger.authorizer.level = WARN
         if proc.returncode != 0:
             raise RuntimeError(
                 f"kafka storage format failed (exit {proc.returncode}):\n"
-                f"{proc.stdout}\n{proc.stderr}\n{tail(self.log_path)}"
+                f"{proc.stdout}\n{proc.stderr}\n{self.log_tail()}"
             )
 
     def _wait_ready(self, log_offset: int, out_path: Path, out_offset: int) -> None:
-        deadline = time.monotonic() + self._start_timeout_s
         proc = self._proc
         assert proc is not None
-        while True:
-            if self._log_contains_ready(log_offset):
-                return
-            if proc.poll() is not None:
+
+        def exited() -> int | None:
+            code = proc.poll()
+            if code is not None:
                 self._proc = None
-                raise RuntimeError(
-                    f"Kafka exited with code {proc.returncode} during startup\n"
-                    + self._failure_context(log_offset, out_path, out_offset)
-                )
-            if time.monotonic() > deadline:
-                self.kill()
-                raise TimeoutError(
-                    f"Kafka not ready after {self._start_timeout_s:.0f}s\n"
-                    + self._failure_context(log_offset, out_path, out_offset)
-                )
-            time.sleep(0.1)
+            return code
+
+        self._wait_until(
+            lambda: self._log_contains_ready(log_offset),
+            exited,
+            self._start_timeout_s,
+            lambda: self._failure_context(log_offset, out_path, out_offset),
+        )
 
     def _log_contains_ready(self, offset: int) -> bool:
         try:
@@ -494,8 +303,18 @@ logger.authorizer.level = WARN
             "--- first errors ---",
             *errors,
             f"--- {self.log_path} (tail) ---",
-            tail(self.log_path, start=log_offset),
+            self.log_tail(start=log_offset),
             f"--- {out_path} (tail) ---",
             tail(out_path, start=out_offset),
         ]
         return "\n".join(sections)
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
+
+
+def _size(path: Path) -> int:
+    """Where appended output will start: the file's size, 0 before it exists."""
+    return path.stat().st_size if path.exists() else 0

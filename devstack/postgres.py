@@ -2,26 +2,23 @@
 
 The cluster lives in a private temp dir, listens on 127.0.0.1 at its own port, keeps its
 unix socket inside that dir, and is deleted by ``close()``; it never touches a cluster
-managed by the distribution's service scripts.
+managed by the distribution's service scripts. The lifecycle (private directory, close,
+context manager, atexit net) is devstack/server.py's.
 """
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import os
 import pwd
 import re
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 from urllib.parse import quote
 
-from devstack._util import free_port, tail
+from devstack.server import LocalServer
 
 StopMode = Literal["fast", "immediate", "smart"]
 
@@ -78,7 +75,7 @@ def _ensure_os_user(name: str) -> pwd.struct_passwd:
     return pwd.getpwnam(name)
 
 
-class PostgresServer:
+class PostgresServer(LocalServer):
     """A private PostgreSQL cluster, started with ``pg_ctl`` and removed on ``close()``.
 
     ``fsync`` and ``synchronous_commit`` default to durable (on). Turning ``fsync`` off is
@@ -86,6 +83,9 @@ class PostgresServer:
     power loss; turning ``synchronous_commit`` off can lose just-committed transactions
     on an immediate stop, so crash tests should keep it on.
     """
+
+    kind: ClassVar[str] = "PostgreSQL"
+    dir_prefix: ClassVar[str] = "devstack-pg-"
 
     def __init__(
         self,
@@ -98,26 +98,16 @@ class PostgresServer:
         start_timeout_s: int = 60,
         extra_settings: Mapping[str, str] | None = None,
     ) -> None:
-        self._port = port if port is not None else free_port()
+        super().__init__(port=port)
         self._fsync = fsync
         self._synchronous_commit = synchronous_commit
         self._bin_dir = bin_dir
         self._os_user = os_user
         self._start_timeout_s = start_timeout_s
         self._extra_settings = dict(extra_settings or {})
-        self._base_dir: Path | None = None
         self._owner: tuple[int, int] | None = None
-        self._atexit_registered = False
 
     # -- public properties -------------------------------------------------------------
-
-    @property
-    def host(self) -> str:
-        return "127.0.0.1"
-
-    @property
-    def port(self) -> int:
-        return self._port
 
     @property
     def dsn(self) -> str:
@@ -129,9 +119,7 @@ class PostgresServer:
 
     @property
     def base_dir(self) -> Path:
-        if self._base_dir is None:
-            raise RuntimeError("server was never started")
-        return self._base_dir
+        return self.private_dir
 
     @property
     def data_dir(self) -> Path:
@@ -153,7 +141,7 @@ class PostgresServer:
 
     @property
     def is_running(self) -> bool:
-        if self._base_dir is None or not (self.data_dir / "PG_VERSION").exists():
+        if not self._initialised():
             return False
         # pg_ctl status: 0 running, 3 not running, 4 no data dir.
         proc = self._run_as_owner(
@@ -174,7 +162,7 @@ class PostgresServer:
 
     def start(self) -> None:
         """Start the server (initialising the cluster on first use) and wait until ready."""
-        if self._base_dir is None or not (self.data_dir / "PG_VERSION").exists():
+        if not self._initialised():
             self._init_cluster()
         if self.is_running:
             return
@@ -195,7 +183,7 @@ class PostgresServer:
         if proc.returncode != 0:
             raise RuntimeError(
                 f"pg_ctl start failed (exit {proc.returncode}):\n{proc.stdout}{proc.stderr}\n"
-                f"--- {self.log_path} (tail) ---\n{tail(self.log_path)}"
+                f"--- {self.log_path} (tail) ---\n{self.log_tail()}"
             )
 
     def stop(self, mode: StopMode = "fast") -> None:
@@ -219,24 +207,14 @@ class PostgresServer:
         if proc.returncode != 0 and self.is_running:
             raise RuntimeError(f"pg_ctl stop failed:\n{proc.stdout}{proc.stderr}")
 
+    def kill(self) -> None:
+        """Stop at once (``immediate``: no checkpoint), as in a crash; the next start recovers."""
+        self.stop("immediate")
+
     def restart(self, mode: StopMode = "fast") -> None:
         """Stop and start again on the same port with the same data."""
         self.stop(mode)
         self.start()
-
-    def close(self) -> None:
-        """Stop the server and delete the cluster."""
-        try:
-            if self._base_dir is not None:
-                # The data is about to be deleted, so there is nothing worth a checkpoint.
-                self.stop("immediate")
-        finally:
-            if self._base_dir is not None:
-                shutil.rmtree(self._base_dir, ignore_errors=True)
-                self._base_dir = None
-            if self._atexit_registered:
-                atexit.unregister(self._emergency_cleanup)
-                self._atexit_registered = False
 
     def create_database(self, name: str, *, exist_ok: bool = False) -> str:
         """Create database ``name`` and return its DSN."""
@@ -285,25 +263,13 @@ class PostgresServer:
             raise RuntimeError(f"psql failed (exit {proc.returncode}): {proc.stderr.strip()}")
         return proc.stdout
 
-    def __enter__(self) -> PostgresServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     # -- internals ---------------------------------------------------------------------
 
+    def _initialised(self) -> bool:
+        return self._dir is not None and (self.data_dir / "PG_VERSION").exists()
+
     def _init_cluster(self) -> None:
-        if self._base_dir is None:
-            self._base_dir = Path(tempfile.mkdtemp(prefix="devstack-pg-"))
-            self._register_atexit()
-        base = self._base_dir
+        base = self._make_dir()
         self.socket_dir.mkdir(exist_ok=True)
         if os.geteuid() == 0:
             user = _ensure_os_user(self._os_user)
@@ -345,18 +311,6 @@ class PostgresServer:
         conf = "\n".join(f"{k} = {v}" for k, v in settings.items())
         with (self.data_dir / "postgresql.conf").open("a") as fh:
             fh.write(f"\n# devstack overrides (later lines win)\n{conf}\n")
-
-    def _register_atexit(self) -> None:
-        # A test session that dies without close() must not leave a postmaster behind.
-        if not self._atexit_registered:
-            atexit.register(self._emergency_cleanup)
-            self._atexit_registered = True
-
-    def _emergency_cleanup(self) -> None:
-        with contextlib.suppress(Exception):
-            self.stop("immediate")
-        if self._base_dir is not None:
-            shutil.rmtree(self._base_dir, ignore_errors=True)
 
     def _clean_env(self) -> dict[str, str]:
         # Inherited PGDATA/PGPORT/PGHOST/... would silently redirect pg_ctl and psql.
