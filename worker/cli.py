@@ -129,7 +129,7 @@ def _add_topic_commands(sub: _Commands) -> None:
         default=0.0,
         metavar="FRACTION",
         help="send this share of the receipts' outcomes as Messaging status events instead "
-        "(status callbacks and Event Streams messaging CloudEvents, SPEC 2b)",
+        "(status callbacks and Event Streams messaging CloudEvents: docs/design.md, Input forms)",
     )
     produce.add_argument(
         "--plain-sms",

@@ -8,7 +8,7 @@ from enum import IntEnum
 
 
 class Status(IntEnum):
-    """Delivery status; the integer order is the merge order of SPEC §3.
+    """Delivery status; the integer order is the merge order (docs/design.md, "Merge order").
 
     delivered and read are confirmations that happened, so nothing overrides them; undelivered
     overrides sent (the source document says so); a late sent never overrides a failure.
@@ -59,7 +59,9 @@ class ReceiptEvent:
 
 @dataclass(frozen=True, slots=True)
 class StatusEvent:
-    """A Messaging status event: what happened to one channel message (SMS/MMS), SPEC §2b.
+    """A Messaging status event: what happened to one channel message (SMS/MMS).
+
+    Input forms 5 and 6 of docs/design.md, "Input forms".
 
     It names no conversation, message or participant; it applies to the receipt whose
     `channel_message_sid` it names, as a receipt event with this status, error and time.

@@ -1,5 +1,5 @@
 """Periodic upkeep beside the consumer loop: expire Messaging status events that never met
-their receipt (SPEC §2b), and keep the pending gauge current."""
+their receipt (docs/design.md, "Input forms"), and keep the pending gauge current."""
 
 from __future__ import annotations
 

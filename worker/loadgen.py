@@ -19,7 +19,7 @@ from worker.events import ReceiptEvent, Status, StatusEvent
 from worker.parsing import CLOUDEVENT_TYPE, MESSAGING_CLOUDEVENT_PREFIX, WEBHOOK_EVENT_TYPE
 
 FORMS = ("cloudevent", "cloudevent_batch", "webhook_json", "webhook_form", "receipt_json")
-# The Messaging status forms of SPEC §2b.
+# The Messaging status forms (5 and 6 of docs/design.md, "Input forms").
 STATUS_FORMS = (
     "callback_form",
     "callback_json",
@@ -27,9 +27,9 @@ STATUS_FORMS = (
     "messaging_cloudevent_batch",
 )
 
-# How producers key their records (SPEC §2 "Keys and partitions"): nothing in the worker's
-# result may depend on it. "mixed" is half by message, a quarter by conversation, a quarter
-# unkeyed, as a fleet of different producers would write to one topic.
+# How producers key their records (docs/design.md, "Input forms", keys and partitions):
+# nothing in the worker's result may depend on it. "mixed" is half by message, a quarter by
+# conversation, a quarter unkeyed, as a fleet of different producers would write to one topic.
 KEYINGS = ("message", "conversation", "random", "none", "mixed")
 
 _EPOCH = datetime(2026, 3, 1, tzinfo=UTC)
@@ -273,7 +273,7 @@ def encode_mixed(
     return records
 
 
-# -- Messaging status events (SPEC §2b) ------------------------------------------------------
+# -- Messaging status events (input forms 5 and 6) --------------------------------------------
 
 
 def messaging_outcomes(

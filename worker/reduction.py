@@ -18,7 +18,8 @@ ReceiptKey = tuple[str, str]
 def _rank(event: ReceiptEvent) -> tuple[object, ...]:
     """Total order on everything except date_created (which merges by minimum instead).
 
-    Status decides first (SPEC §3), then the latest date_updated, then the larger error code;
+    Status decides first (docs/design.md, "Merge order"), then the latest date_updated, then
+    the larger error code;
     the remaining fields only break ties between otherwise-equal events deterministically.
     """
     return (
@@ -126,8 +127,8 @@ class Counts:
 
 _ZERO = Counts()
 
-# One receipt's contribution to its message's counts (SPEC §4: cumulative reach); a queued
-# receipt counts in total and in no stage.
+# One receipt's contribution to its message's counts (cumulative reach: docs/design.md,
+# "Summary counts"); a queued receipt counts in total and in no stage.
 _CONTRIBUTION: Mapping[Status, Counts] = {
     Status.QUEUED: Counts(total=1),
     Status.SENT: Counts(total=1, sent=1),

@@ -1,4 +1,6 @@
-"""The pure join of Messaging status events to receipts by channel message SID (SPEC §2b).
+"""The pure join of Messaging status events to receipts by channel message SID.
+
+The rule is in docs/design.md ("Input forms", "Messaging status events join receipts").
 
 A status event names only a channel message (SM/MM). Each channel message has one link
 row: once its receipt is known, the link names it (and never changes again); before that,

@@ -75,7 +75,7 @@ OTHER_SERVICE = sid("IS", 2)
 CONV = sid("CH", 1)
 OTHER_CONV = sid("CH", 2)
 MSG_BIG = sid("IM", 1)  # 120 receipts
-MSG_SPEC = sid("IM", 2)  # SPEC §4's example: 5 receipts
+MSG_EXAMPLE = sid("IM", 2)  # docs/design.md's "Summary counts" example: 5 receipts
 MSG_OLD = sid("IM", 3)  # one receipt created two days ago
 MSG_STABLE = sid("IM", 4)  # written to while a client pages
 MSG_EMPTY = sid("IM", 5)  # a summary without non-chat receipts
@@ -160,8 +160,8 @@ BIG = [
     Receipt(MSG_BIG, i, _CYCLE[i % len(_CYCLE)], "whatsapp" if i % 3 == 0 else "sms")
     for i in range(1, 121)
 ]
-SPEC_EXAMPLE = [
-    Receipt(MSG_SPEC, 1000 + i, s)
+SUMMARY_EXAMPLE = [
+    Receipt(MSG_EXAMPLE, 1000 + i, s)
     for i, s in enumerate(["read", "read", "delivered", "sent", "sent"])
 ]
 OLD = [Receipt(MSG_OLD, 2000, "delivered", "whatsapp", age=timedelta(days=2))]
@@ -238,7 +238,7 @@ async def seed(conn: asyncpg.Connection) -> None:
     Clock.now = datetime.now(UTC).replace(microsecond=0)
     for message_sid, receipts in (
         (MSG_BIG, BIG),
-        (MSG_SPEC, SPEC_EXAMPLE),
+        (MSG_EXAMPLE, SUMMARY_EXAMPLE),
         (MSG_OLD, OLD),
         (MSG_STABLE, STABLE),
     ):
@@ -449,8 +449,10 @@ async def test_twilio_fetches_one_receipt(client: Client) -> None:
 
 
 async def test_twilio_fetches_a_message_delivery_summary(client: Client) -> None:
-    message = await in_thread(client.conversations.v1.conversations(CONV).messages(MSG_SPEC).fetch)
-    # SPEC §4's example, verbatim.
+    message = await in_thread(
+        client.conversations.v1.conversations(CONV).messages(MSG_EXAMPLE).fetch
+    )
+    # The example of docs/design.md, "Summary counts", verbatim.
     assert message.delivery == {
         "total": 5,
         "sent": "all",
@@ -459,11 +461,11 @@ async def test_twilio_fetches_a_message_delivery_summary(client: Client) -> None
         "failed": "none",
         "undelivered": "none",
     }
-    assert message.sid == MSG_SPEC
+    assert message.sid == MSG_EXAMPLE
     assert message.body is None and message.author is None
     assert message.index == 0  # Twilio's default; the worker cannot know it (docs/api.md)
     assert message.links["delivery_receipts"].endswith(
-        f"/v1/Conversations/{CONV}/Messages/{MSG_SPEC}/Receipts"
+        f"/v1/Conversations/{CONV}/Messages/{MSG_EXAMPLE}/Receipts"
     )
     big = await in_thread(client.conversations.v1.conversations(CONV).messages(MSG_BIG).fetch)
     c = counts(BIG)
@@ -480,7 +482,7 @@ async def test_twilio_service_scoped_paths(client: Client) -> None:
     one = await in_thread(scoped.delivery_receipts(BIG[5].receipt_sid).fetch)
     assert one.participant_sid == BIG[5].participant_sid
     message = await in_thread(
-        client.conversations.v1.services(SERVICE).conversations(CONV).messages(MSG_SPEC).fetch
+        client.conversations.v1.services(SERVICE).conversations(CONV).messages(MSG_EXAMPLE).fetch
     )
     assert message.delivery["total"] == 5
     other = client.conversations.v1.services(OTHER_SERVICE).conversations(CONV).messages(MSG_BIG)
@@ -506,7 +508,7 @@ async def test_twilio_service_scoped_paths(client: Client) -> None:
         # A receipt of another message is not this message's receipt.
         lambda c: (
             c.conversations.v1.conversations(CONV)
-            .messages(MSG_SPEC)
+            .messages(MSG_EXAMPLE)
             .delivery_receipts(BIG[0].receipt_sid)
             .fetch()
         ),
@@ -549,13 +551,13 @@ async def test_twilio_sees_400_for_malformed_sids(
 
 async def test_auth_required(authed_api: str, http: Call) -> None:
     good = twilio_client(authed_api, AUTH)
-    message = await in_thread(good.conversations.v1.conversations(CONV).messages(MSG_SPEC).fetch)
+    message = await in_thread(good.conversations.v1.conversations(CONV).messages(MSG_EXAMPLE).fetch)
     assert message.delivery["total"] == 5
     # A wrong token, another account's token, an unknown account, an empty login.
     for creds in [(ACCOUNT, "wrong"), (ACCOUNT, TOKEN_B), (sid("AC", 3), TOKEN), ("", "")]:
         bad = twilio_client(authed_api, creds)
         with pytest.raises(TwilioRestException) as info:
-            await in_thread(bad.conversations.v1.conversations(CONV).messages(MSG_SPEC).fetch)
+            await in_thread(bad.conversations.v1.conversations(CONV).messages(MSG_EXAMPLE).fetch)
         assert (info.value.status, info.value.code) == (401, 20003)
     status, body = await http(f"{authed_api}/v1/DeliveryStats", auth=None)
     assert (status, body["code"]) == (401, 20003)
@@ -630,7 +632,7 @@ async def test_each_account_lists_only_its_own(authed_api: str, http: Call) -> N
     assert (await in_thread(b_message.fetch)).account_sid == ACCOUNT_B
     # Account A's data is as absent for B as B's is for A.
     with pytest.raises(TwilioException) as info:
-        await in_thread(client_b.conversations.v1.conversations(CONV).messages(MSG_SPEC).fetch)
+        await in_thread(client_b.conversations.v1.conversations(CONV).messages(MSG_EXAMPLE).fetch)
     assert twilio_error(info.value) == (404, 20404)
     # One message SID with rows of both accounts: each lists only its own rows.
     for auth, account in ((AUTH, ACCOUNT), (AUTH_B, ACCOUNT_B)):
@@ -747,7 +749,7 @@ async def test_delivery_stats_per_channel(authed_api: str, http: Call) -> None:
     status, hour = await http(f"{authed_api}/v1/DeliveryStats?Window=PT1H")
     assert status == 200
     assert hour["window"] == "PT1H"
-    recent = BIG + SPEC_EXAMPLE
+    recent = BIG + SUMMARY_EXAMPLE
     for row in hour["channels"]:
         mine = [r for r in recent if r.channel == row["channel"]]
         c = counts(mine)
@@ -859,8 +861,8 @@ async def test_upper_case_sids_in_paths_find_the_stored_ones(authed_api: str) ->
     summary = await in_thread(message.fetch)
     assert summary.sid == MSG_BIG and summary.delivery["total"] == len(BIG)
     scoped = client.conversations.v1.services(upper(SERVICE)).conversations(upper(CONV))
-    one = await in_thread(scoped.messages(upper(MSG_SPEC)).fetch)
-    assert one.url.endswith(f"/v1/Services/{SERVICE}/Conversations/{CONV}/Messages/{MSG_SPEC}")
+    one = await in_thread(scoped.messages(upper(MSG_EXAMPLE)).fetch)
+    assert one.url.endswith(f"/v1/Services/{SERVICE}/Conversations/{CONV}/Messages/{MSG_EXAMPLE}")
 
 
 def _twilio_fields(schema_name: str) -> set[str]:
@@ -930,9 +932,9 @@ async def test_public_base_url_in_every_url(
         )
         assert all(r.url.startswith(f"{PUBLIC_BASE}/v1/") for r in records)
         message = await in_thread(
-            client.conversations.v1.conversations(CONV).messages(MSG_SPEC).fetch
+            client.conversations.v1.conversations(CONV).messages(MSG_EXAMPLE).fetch
         )
-        assert message.url == f"{PUBLIC_BASE}/v1/Conversations/{CONV}/Messages/{MSG_SPEC}"
+        assert message.url == f"{PUBLIC_BASE}/v1/Conversations/{CONV}/Messages/{MSG_EXAMPLE}"
         assert message.links["delivery_receipts"] == message.url + "/Receipts"
         # The Host header a client sends changes nothing.
         _, body = await http(receipts_url(local), headers={"Host": "attacker.example"})
@@ -998,7 +1000,9 @@ async def test_serve_api_serves_until_stopped(api_dsn: str, api_pool: asyncpg.Po
         else:
             pytest.fail("serve_api never listened")
     client = twilio_client(base, AUTH)
-    message = await in_thread(client.conversations.v1.conversations(CONV).messages(MSG_SPEC).fetch)
+    message = await in_thread(
+        client.conversations.v1.conversations(CONV).messages(MSG_EXAMPLE).fetch
+    )
     assert message.delivery["total"] == 5
     stop.set()
     await asyncio.wait_for(task, timeout=15)

@@ -114,7 +114,8 @@ async def test_concurrent_writers_end_at_the_reference(
     # Few messages, two of them group messages with 50 participants: most batches of the
     # four writers touch the same receipts and the same summary rows at the same time. With
     # messaging, that share of the receipts' outcomes come only as Messaging status events
-    # (SPEC §2b), racing their receipts, and plain-SMS statuses that never meet one.
+    # (docs/design.md, "Input forms"), racing their receipts, and plain-SMS statuses that never
+    # meet one.
     events = list(
         generate_events(12, seed=seed, max_receipts=6, hot_messages=2, whatsapp_prefix="SM")
     )

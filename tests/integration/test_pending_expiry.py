@@ -1,4 +1,5 @@
-"""Status events whose receipt never comes expire (SPEC §2b), on the real PostgreSQL."""
+"""Status events whose receipt never comes expire (docs/design.md, "Input forms"), on the real
+PostgreSQL."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Messaging status events joined to conversation receipts, end to end (SPEC §2b).
+"""Messaging status events joined to conversation receipts, end to end
+(docs/design.md, "Input forms").
 
 Conversation receipts say only `sent`; their outcomes (delivered, read for WhatsApp,
 undelivered 30003, failed 30008…) come only as Messaging status events, in both forms

@@ -1,4 +1,5 @@
-"""Messaging status events (SPEC §2b): the callback (form or JSON) and Event Streams' type."""
+"""Messaging status events (input forms 5 and 6 of docs/design.md): the callback (form or JSON)
+and Event Streams' type."""
 
 from __future__ import annotations
 

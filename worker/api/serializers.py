@@ -91,7 +91,8 @@ def delivery(row: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 def delivery_counts(row: Mapping[str, Any]) -> dict[str, int]:
-    """The counts behind the all/some/none words (SPEC §4 keeps and exposes them)."""
+    """The counts behind the all/some/none words (docs/design.md, "Summary counts", keeps and
+    exposes them)."""
     return {"total": row["total"], **{stage: row[f"{stage}_count"] for stage in STAGES}}
 
 

@@ -1,7 +1,8 @@
 """Validates the SIDs that appear in request paths before any of them reaches SQL.
 
-A SID is two uppercase letters and 32 hex digits of either case (SPEC §2); the prefix names
-the resource type, so a receipt SID in a message position is as wrong as a malformed one.
+A SID is two uppercase letters and 32 hex digits of either case (docs/design.md, "Input
+forms"); the prefix names the resource type, so a receipt SID in a message position is as
+wrong as a malformed one.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
--- The public read model (SPEC §5) plus the worker's own bookkeeping tables.
+-- The public read model (docs/design.md, "Outputs") plus the worker's own bookkeeping tables.
 -- Table and column names of delivery_receipts, message_delivery and
 -- delivery_receipt_history are a contract with readers: change them only with a new view.
 

@@ -1,4 +1,4 @@
--- Messaging status events (SPEC §2b) name only a channel message (SM/MM). One row per
+-- Messaging status events (docs/design.md, "Input forms") name only a channel message (SM/MM). One row per
 -- channel message joins them to receipts: once the receipt is known the row names it and
 -- never changes again; before that it is a placeholder holding the status events that came
 -- first (`pending`), which expires after PENDING_STATUS_TTL_S. Every batch that brings a

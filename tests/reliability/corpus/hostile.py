@@ -249,7 +249,7 @@ def build_corpus() -> list[Hostile]:
         ),
         Hostile("date_empty", wj(DateCreated=""), "missing_field"),
         Hostile("date_missing", wj(DateCreated=...), "missing_field"),
-        # A chat event is skipped only once it is valid (SPEC §2).
+        # A chat event is skipped only once it is valid (docs/design.md, "Input forms").
         Hostile("chat_unknown_status", wj(Channel="chat", Status="seen"), "unknown_status"),
         Hostile("chat_missing_message", wj(Channel="chat", MessageSid=...), "missing_field"),
         # -- encodings ------------------------------------------------------------------------
