@@ -49,7 +49,8 @@ class Spec:
     """What a Settings field's declaration says beyond its name, type and default."""
 
     help: str
-    # Numbers: the inclusive range. Strings: the allowed values, matched case-insensitively.
+    # Numbers: the inclusive range. Strings: the allowed values (upper case; a value read from
+    # the environment or a flag is upper-cased first).
     low: float | None = None
     high: float | None = None
     choices: tuple[str, ...] = ()
