@@ -21,13 +21,13 @@ from asyncpg.exceptions import DeadlockDetectedError, SerializationError
 
 from worker.batch_commit import BatchCommit, commit_batch
 from worker.config import Settings
-from worker.events import ReceiptEvent, Status, StatusEvent
+from worker.events import STAGES_REACHED, ReceiptEvent, Status, StatusEvent
 from worker.faults import CrashPoints
 from worker.http import Health
 from worker.metrics import WorkerMetrics, channel_label, error_code_label
 from worker.parsing import InvalidRecord, ParsedRecord, parse_record
 from worker.publisher import OutboxRelay, Publisher
-from worker.reduction import STAGES_REACHED, ReceiptChange
+from worker.reduction import ReceiptChange
 from worker.retry import Backoff, is_transient
 from worker.store import ConcurrentWrite, Fenced, Store
 

@@ -33,6 +33,26 @@ class Status(IntEnum):
 _BY_LABEL = {s.name.lower(): s for s in Status}
 STATUS_LABELS = frozenset(_BY_LABEL)
 
+# The stages of a message's `delivery` summary, in Twilio's order.
+STAGES = ("sent", "delivered", "read", "failed", "undelivered")
+
+# Cumulative reach (docs/design.md, "Summary counts"): the stages a receipt in each status
+# has reached. A later stage counts the earlier ones; queued has reached none. This is the one
+# statement of the rule: summary counts, stage metrics and the API's stats derive from it.
+STAGES_REACHED: dict[Status, frozenset[str]] = {
+    Status.QUEUED: frozenset(),
+    Status.SENT: frozenset({"sent"}),
+    Status.FAILED: frozenset({"failed"}),
+    Status.UNDELIVERED: frozenset({"sent", "undelivered"}),
+    Status.DELIVERED: frozenset({"sent", "delivered"}),
+    Status.READ: frozenset({"sent", "delivered", "read"}),
+}
+
+# Per stage, the status labels that have reached it (for SQL: `status = ANY(...)`).
+STATUSES_REACHING: dict[str, list[str]] = {
+    stage: [s.label for s in Status if stage in STAGES_REACHED[s]] for stage in STAGES
+}
+
 
 @dataclass(frozen=True, slots=True)
 class ReceiptEvent:

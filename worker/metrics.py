@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from worker.events import STAGES
+
+__all__ = ["STAGES", "STATUS_OUTCOMES", "WorkerMetrics"]
+
 # Channels outside this set are reported as "other" so a producer cannot create series at will.
 CHANNEL_LABELS = frozenset({"sms", "whatsapp", "unknown"})
-STAGES = ("sent", "delivered", "read", "failed", "undelivered")
 
 # Twilio error codes with a meaning worth a series of their own (docs/error-codes.md);
 # every other code is counted as "other".

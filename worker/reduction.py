@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from worker.events import ReceiptEvent, Status
+from worker.events import STAGES_REACHED, ReceiptEvent, Status
 
 ReceiptKey = tuple[str, str]
 
@@ -127,25 +127,10 @@ class Counts:
 
 _ZERO = Counts()
 
-# One receipt's contribution to its message's counts (cumulative reach: docs/design.md,
-# "Summary counts"); a queued receipt counts in total and in no stage.
+# One receipt's contribution to its message's counts: total, and each stage it has reached.
 _CONTRIBUTION: Mapping[Status, Counts] = {
-    Status.QUEUED: Counts(total=1),
-    Status.SENT: Counts(total=1, sent=1),
-    Status.FAILED: Counts(total=1, failed=1),
-    Status.UNDELIVERED: Counts(total=1, sent=1, undelivered=1),
-    Status.DELIVERED: Counts(total=1, sent=1, delivered=1),
-    Status.READ: Counts(total=1, sent=1, delivered=1, read=1),
-}
-
-# The stages a status has reached, for the per-channel "stage reached" counters.
-STAGES_REACHED: Mapping[Status, frozenset[str]] = {
-    status: frozenset(
-        stage
-        for stage in ("sent", "delivered", "read", "failed", "undelivered")
-        if getattr(counts, stage)
-    )
-    for status, counts in _CONTRIBUTION.items()
+    status: Counts(total=1, **dict.fromkeys(reached, 1))
+    for status, reached in STAGES_REACHED.items()
 }
 
 

@@ -19,6 +19,7 @@ from typing import Any, Final
 import asyncpg
 
 from worker.api.paging import Cursor
+from worker.events import STAGES, STATUSES_REACHING
 
 Row = Mapping[str, Any]
 
@@ -90,12 +91,11 @@ MAX_STATS_CHANNELS: Final = 100
 _DELIVERY_STATS: Final = """
 SELECT channel,
        count(*)::int AS total,
-       count(*) FILTER (WHERE status IN ('sent', 'undelivered', 'delivered', 'read'))::int
-           AS sent,
-       count(*) FILTER (WHERE status IN ('delivered', 'read'))::int AS delivered,
-       count(*) FILTER (WHERE status = 'read')::int AS read,
-       count(*) FILTER (WHERE status = 'failed')::int AS failed,
-       count(*) FILTER (WHERE status = 'undelivered')::int AS undelivered
+       count(*) FILTER (WHERE status = ANY($5::text[]))::int AS sent,
+       count(*) FILTER (WHERE status = ANY($6::text[]))::int AS delivered,
+       count(*) FILTER (WHERE status = ANY($7::text[]))::int AS read,
+       count(*) FILTER (WHERE status = ANY($8::text[]))::int AS failed,
+       count(*) FILTER (WHERE status = ANY($9::text[]))::int AS undelivered
 FROM delivery_receipts
 WHERE date_created >= $1 AND date_created < $2 AND channel <> 'chat'
   AND ($4::text IS NULL OR account_sid = $4)
@@ -164,5 +164,9 @@ async def delivery_stats(
     pool: asyncpg.Pool, *, account_sid: str | None, start: datetime, end: datetime
 ) -> list[Row]:
     """Per-channel stage counts of the account's receipts created in ``[start, end)``."""
-    rows: list[Row] = await pool.fetch(_DELIVERY_STATS, start, end, MAX_STATS_CHANNELS, account_sid)
+    # $5..$9: the statuses that reached each stage, from the one statement of the rule.
+    reaching = [STATUSES_REACHING[stage] for stage in STAGES]
+    rows: list[Row] = await pool.fetch(
+        _DELIVERY_STATS, start, end, MAX_STATS_CHANNELS, account_sid, *reaching
+    )
     return rows

@@ -11,9 +11,10 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-STAGES = ("sent", "delivered", "read", "failed", "undelivered")
+from worker.events import STAGES, Status
+
 # Twilio's delivery-status enum; the worker's `queued` (not yet sent) is not in it.
-TWILIO_STATUSES = frozenset(STAGES)
+TWILIO_STATUSES = frozenset(s.label for s in Status if s is not Status.QUEUED)
 # The index of a message in its conversation is unknown to the worker; Twilio's schema has
 # it as a non-null integer defaulting to 0.
 UNKNOWN_INDEX = 0
