@@ -60,9 +60,10 @@ def _sendable_value(record: ConsumerRecord) -> bytes | None:
     one, and a dead letter that cannot be sent would stop the worker. Its DLQ copy carries
     an empty value instead of a null one, with reason `empty_value`.
     """
-    if record.value is None and record.key is None:
+    value: bytes | None = record.value
+    if value is None and record.key is None:
         return b""
-    return record.value
+    return value
 
 
 class Publisher:
