@@ -16,6 +16,13 @@ from bench.stack import Stack, Target, WorkerProcess, running_workers
 from bench.util import loadavg, rss_kib, say
 
 _POLL_S = 0.5
+_SIZES = """
+SELECT pg_total_relation_size('delivery_receipts') AS receipts,
+       pg_total_relation_size('message_delivery_counts') AS messages,
+       (SELECT sum(pg_total_relation_size(relid))::bigint
+          FROM pg_partition_tree('delivery_receipt_history')) AS history,
+       pg_total_relation_size('summary_outbox') AS outbox
+"""
 _PROGRESS_S = 5.0
 
 
@@ -156,6 +163,7 @@ async def drain(
                 " (SELECT count(*) FROM message_delivery_counts) AS messages,"
                 " (SELECT count(*) FROM delivery_receipt_history) AS history"
             )
+            sizes = await conn.fetchrow(_SIZES)
     finally:
         await conn.close()
     result = _rates(seen, t_outbox, total, events, cpu_end)
@@ -169,6 +177,8 @@ async def drain(
         "worker_peak_rss_mib": [round(h / 1024, 1) for _, h in rss],
         "worker_rss_mib_max_sampled": round(max(seen.rss_samples, default=0) / 1024, 1),
         "rows": dict(counts) if counts is not None else {},
+        # Bytes on disk, indexes and TOAST included (the history: all its partitions).
+        "bytes": dict(sizes) if sizes is not None else {},
         "load_after": loadavg(),
     }
 

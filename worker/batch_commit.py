@@ -43,7 +43,7 @@ async def commit_batch(
     failures and `ConcurrentWrite` also roll everything back; the caller retries.
     """
     states = coalesce(events)
-    history = distinct_history(events)
+    history = await store.prepare_history(distinct_history(events))
     async with store.batch() as tx:
         if moves:
             await tx.advance_offsets(group, topic, moves)

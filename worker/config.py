@@ -37,6 +37,8 @@ class Settings:
     shutdown_grace_s: float = 20.0
     liveness_timeout_s: float = 60.0
     outbox_batch_rows: int = 1000
+    # History older than this many days is dropped, a monthly partition at a time (0: kept).
+    history_retention_days: int = 0
     kafka_session_timeout_ms: int = 10000
     log_level: str = "INFO"
     kafka_security_protocol: str = "PLAINTEXT"
@@ -105,6 +107,7 @@ class Settings:
         _in_range("SHUTDOWN_GRACE_S", self.shutdown_grace_s, 1, 3600)
         _in_range("LIVENESS_TIMEOUT_S", self.liveness_timeout_s, 1, 3600)
         _in_range("OUTBOX_BATCH_ROWS", self.outbox_batch_rows, 1, 100_000)
+        _in_range("HISTORY_RETENTION_DAYS", self.history_retention_days, 0, 36_500)
         # The broker also bounds it (group.min/max.session.timeout.ms: 6 s to 30 min by default).
         _in_range("KAFKA_SESSION_TIMEOUT_MS", self.kafka_session_timeout_ms, 1000, 1_800_000)
         _one_of("LOG_LEVEL", self.log_level, _LOG_LEVELS)
@@ -152,6 +155,7 @@ _INT_FIELDS = {
     "batch_timeout_ms",
     "max_record_bytes",
     "outbox_batch_rows",
+    "history_retention_days",
     "kafka_session_timeout_ms",
 }
 _FLOAT_FIELDS = {"shutdown_grace_s", "liveness_timeout_s"}

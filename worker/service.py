@@ -7,6 +7,7 @@ commit; if it cannot, it is cancelled, which rolls its transaction back, so noth
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -17,6 +18,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from worker.config import Settings
 from worker.consumer import DeliveryConsumer
 from worker.faults import CrashPoints
+from worker.history import MAINTENANCE_INTERVAL_S
 from worker.http import DependencyCheck, Health, create_app, start_http
 from worker.kafka import create_consumer, create_producer
 from worker.metrics import WorkerMetrics
@@ -59,7 +61,12 @@ async def run_worker(
     kafka: AIOKafkaConsumer | None = None
     try:
         store = await _until_up(
-            "postgres", lambda: Store.connect(settings.database_url), stop, health
+            "postgres",
+            lambda: Store.connect(
+                settings.database_url, history_retention_days=settings.history_retention_days
+            ),
+            stop,
+            health,
         )
         producer = await _until_up(
             "kafka producer", lambda: _started_producer(settings), stop, health
@@ -84,7 +91,12 @@ async def run_worker(
         health.set_dependency_check(_dependency_check(store, kafka))
         health.set_ready(True)
         log.info("worker running", extra={"input_topic": settings.input_topic})
-        await _run_until_stopped(consumer, relay, stop, settings.shutdown_grace_s)
+        maintenance = asyncio.create_task(_maintain_history(store, stop), name="history")
+        try:
+            await _run_until_stopped(consumer, relay, stop, settings.shutdown_grace_s)
+        finally:
+            maintenance.cancel()
+            await asyncio.gather(maintenance, return_exceptions=True)
     except Stopped:
         log.info("stopped during start-up")
     finally:
@@ -121,6 +133,17 @@ async def _run_until_stopped(
         stop_task.cancel()
         for task in tasks:
             task.cancel()
+
+
+async def _maintain_history(store: Store, stop: asyncio.Event) -> None:
+    """History partitions created ahead and dropped by retention: at start, then hourly."""
+    while not stop.is_set():
+        try:
+            await store.maintain_history()
+        except Exception as exc:  # a missed pass is made up by the next one
+            log.warning("history maintenance failed", extra={"error": repr(exc)})
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), MAINTENANCE_INTERVAL_S)
 
 
 async def _until_up(

@@ -7,7 +7,7 @@ SQL is parameterised only; no value is ever formatted into a query.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -21,6 +21,8 @@ from worker.batch_tx import (
     Fenced,
     receipt_from_row,
 )
+from worker.events import ReceiptEvent
+from worker.history import HistoryPartitions
 
 __all__ = ["BatchTransaction", "ConcurrentWrite", "Fenced", "OutboxRow", "Store"]
 __all__ += ["receipt_from_row"]
@@ -50,15 +52,18 @@ async def _create_temp_tables(conn: asyncpg.Connection) -> None:
 class Store:
     """The worker's PostgreSQL connection pool and the operations outside the batch."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, history_retention_days: int = 0) -> None:
         self._pool = pool
+        self.history = HistoryPartitions(history_retention_days)
 
     @classmethod
-    async def connect(cls, dsn: str, *, max_size: int = 4) -> Store:
+    async def connect(
+        cls, dsn: str, *, max_size: int = 4, history_retention_days: int = 0
+    ) -> Store:
         pool = await asyncpg.create_pool(
             dsn, min_size=1, max_size=max_size, init=_create_temp_tables
         )
-        return cls(pool)
+        return cls(pool, history_retention_days=history_retention_days)
 
     async def close(self) -> None:
         await self._pool.close()
@@ -66,6 +71,23 @@ class Store:
     async def ping(self) -> None:
         async with self._pool.acquire() as conn:
             await conn.fetchval("SELECT 1")
+
+    async def prepare_history(self, events: Sequence[ReceiptEvent]) -> Sequence[ReceiptEvent]:
+        """The history events a batch records; their partitions exist when this returns.
+
+        Runs before the batch's transaction: creating a partition locks the history table
+        briefly, which must not happen inside a transaction that holds receipt locks.
+        """
+        kept, missing = self.history.select(events)
+        if missing:
+            async with self._pool.acquire() as conn:
+                await self.history.ensure(conn, missing)
+        return kept
+
+    async def maintain_history(self) -> tuple[list[str], list[str]]:
+        """Partitions created ahead and dropped by retention: (created, dropped)."""
+        async with self._pool.acquire() as conn:
+            return await self.history.maintain(conn)
 
     @asynccontextmanager
     async def batch(self) -> AsyncIterator[BatchTransaction]:

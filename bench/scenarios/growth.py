@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -82,6 +82,13 @@ async def fill(conn: asyncpg.Connection, start: int, stop: int) -> None:
     for low in range(start, stop, _CHUNK):
         high = min(stop, low + _CHUNK)
         t0 = time.monotonic()
+        oldest = _BEFORE_TS - timedelta(seconds=high * _SPACING_S)
+        await conn.execute(
+            "SELECT delivery_receipt_history_create_partition(m::date)"
+            " FROM generate_series(date_trunc('month', $1::timestamptz), $2, '1 month') AS m",
+            oldest,
+            _BEFORE_TS,
+        )
         async with conn.transaction():
             await conn.execute(_FILL_RECEIPTS, low, high, _BEFORE_TS, _SPACING_S)
             sids = [f"DY{s}" for s in await _receipt_hashes(conn, low, high)]
