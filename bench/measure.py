@@ -25,6 +25,11 @@ SELECT pg_total_relation_size('delivery_receipts') AS receipts,
 """
 _PROGRESS_S = 5.0
 
+_COMPACT = (
+    "VACUUM FULL delivery_receipts, message_delivery_counts, summary_outbox,"
+    " delivery_receipt_history"
+)
+
 
 async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
@@ -139,11 +144,12 @@ async def _wait_drained(
 
 
 async def drain(
-    stack: Stack, target: Target, replicas: int, events: int, *, label: str
+    stack: Stack, target: Target, replicas: int, events: int, *, label: str, compact: bool = False
 ) -> dict[str, Any]:
     """Start `replicas` workers on a preloaded topic; time them to caught-up and outbox empty.
 
     `events` is how many events the topic's records hold (a CloudEvents array holds several).
+    With `compact`, the tables' sizes are also measured after a VACUUM FULL (sizing).
     """
     ends = await end_offsets(stack.bootstrap, target.input_topic)
     total = sum(ends.values())
@@ -164,6 +170,10 @@ async def drain(
                 " (SELECT count(*) FROM delivery_receipt_history) AS history"
             )
             sizes = await conn.fetchrow(_SIZES)
+            compacted = None
+            if compact:  # after the measurement: it rewrites every table
+                await conn.execute(_COMPACT)
+                compacted = await conn.fetchrow(_SIZES)
     finally:
         await conn.close()
     result = _rates(seen, t_outbox, total, events, cpu_end)
@@ -179,6 +189,9 @@ async def drain(
         "rows": dict(counts) if counts is not None else {},
         # Bytes on disk, indexes and TOAST included (the history: all its partitions).
         "bytes": dict(sizes) if sizes is not None else {},
+        # The same once rewritten without dead rows (VACUUM FULL): the steady-state size,
+        # where vacuum keeps up and updates reuse the space.
+        "bytes_compact": dict(compacted) if compacted is not None else {},
         "load_after": loadavg(),
     }
 

@@ -125,6 +125,13 @@ def fresh_database(stack: Stack, target: Target, label: str) -> Target:
     )
 
 
+def drop_database(stack: Stack, target: Target) -> None:
+    """Drop a finished scenario's database: its autovacuum would otherwise run during the
+    next scenarios and count as their PostgreSQL CPU."""
+    name = target.dsn.rsplit("/", 1)[1]
+    stack.postgres.psql('DROP DATABASE :"name" WITH (FORCE)', variables={"name": name})
+
+
 class WorkerProcess:
     """`delivery-receipts-worker run` as a subprocess, configured by environment."""
 

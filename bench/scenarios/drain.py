@@ -14,7 +14,7 @@ from typing import Any
 
 from bench.loadgen import MIXED
 from bench.measure import bare_consumer_rate, drain, make_stream, preload
-from bench.stack import Stack, new_target
+from bench.stack import Stack, drop_database, new_target
 from bench.util import say
 
 
@@ -46,7 +46,8 @@ async def scenario_drain(
         result["bare_consumer_events_per_s"] = round(
             bare["records_per_s"] * len(stream.events) / max(1, len(stream.records)), 1
         )
-    worker = await drain(stack, target, 1, len(stream.events), label=name)
+    worker = await drain(stack, target, 1, len(stream.events), label=name, compact=True)
+    drop_database(stack, target)
     result["worker"] = worker
     result["events_per_s"] = worker["events_per_s"]
     if with_bare:

@@ -8,7 +8,7 @@ from typing import Any
 
 from bench.loadgen import MIXED
 from bench.measure import drain, make_stream, preload
-from bench.stack import Stack, fresh_database, new_target
+from bench.stack import Stack, drop_database, fresh_database, new_target
 
 
 async def replicas(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
@@ -18,13 +18,11 @@ async def replicas(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     await preload(stack, target, stream, "replicas")
     runs: dict[str, Any] = {}
     for count in args.replica_counts:
+        database = fresh_database(stack, target, f"x{count}")
         runs[str(count)] = await drain(
-            stack,
-            fresh_database(stack, target, f"x{count}"),
-            count,
-            len(stream.events),
-            label=f"replicas x{count}",
+            stack, database, count, len(stream.events), label=f"replicas x{count}"
         )
+        drop_database(stack, database)
     base = runs[str(args.replica_counts[0])]["events_per_s"]
     return {
         "events": len(stream.events),
