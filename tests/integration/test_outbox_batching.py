@@ -13,12 +13,13 @@ import itertools
 import random
 
 import pytest
+from aiokafka.partitioner import DefaultPartitioner
 
 from devstack.kafka import KafkaBroker
 from tests.integration.support import create_topics, read_topic
 from worker.config import Settings
 from worker.kafka import create_producer
-from worker.publisher import _PARTITIONER, Publisher
+from worker.publisher import Publisher
 from worker.store import OutboxRow
 
 pytestmark = pytest.mark.integration
@@ -73,7 +74,7 @@ async def test_batches_keep_each_partition_in_id_order(
         row = by_payload[record.value]
         assert record.key == row.message_sid.encode()
         assert record.headers["summary-version"] == str(row.version).encode()
-        assert record.partition == _PARTITIONER(record.key, [0, 1, 2, 3], [0, 1, 2, 3])
+        assert record.partition == DefaultPartitioner()(record.key, [0, 1, 2, 3], [0, 1, 2, 3])
         per_partition.setdefault(record.partition, []).append(row.id)
     for partition, ids in per_partition.items():
         assert ids == sorted(ids), f"partition {partition} out of id order"
