@@ -19,8 +19,10 @@ _POLL_S = 0.5
 _SIZES = """
 SELECT pg_total_relation_size('delivery_receipts') AS receipts,
        pg_total_relation_size('message_delivery_counts') AS messages,
-       (SELECT sum(pg_total_relation_size(relid))::bigint
-          FROM pg_partition_tree('delivery_receipt_history')) AS history,
+       coalesce((SELECT sum(pg_total_relation_size(relid))::bigint
+                   FROM pg_partition_tree('delivery_receipt_history')
+                  WHERE isleaf),
+                pg_total_relation_size('delivery_receipt_history')) AS history,
        pg_total_relation_size('summary_outbox') AS outbox
 """
 _PROGRESS_S = 5.0
