@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
@@ -27,13 +29,29 @@ from worker.loadgen import Record, disorder, encode_mixed, generate_events
 PRODUCED_AT_HEADER = "bench-produced-at"
 
 
+# The stream real users send (issue 10): keys mixed (half by message, a quarter by
+# conversation, a quarter none), a share of the events in CloudEvents arrays spanning
+# messages, 20 % duplicates (≈ 2.5 events per receipt) and 0.2 % poison records.
+MIXED: dict[str, Any] = {
+    "keying": "mixed",
+    "array_rate": 0.25,
+    "duplicate_rate": 0.2,
+    "poison_rate": 0.002,
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Stream:
-    """A generated stream: the events (in produce order) and their records, one per event."""
+    """A generated stream: the valid events (in produce order) and the records holding them.
+
+    Without arrays or poison there is one record per event; a CloudEvents array holds
+    several, and a poison record (dead-lettered by the worker) holds none.
+    """
 
     events: list[ReceiptEvent]
     records: list[Record]
     messages: int
+    poison: int = 0
 
 
 def _events_up_to(
@@ -61,17 +79,50 @@ def build_stream(
     duplicate_rate: float = 0.1,
     max_receipts: int = 5,
     messages: int | None = None,
+    keying: str = "message",
+    array_rate: float = 0.0,
+    poison_rate: float = 0.0,
 ) -> Stream:
     """About `events` events (duplicates included), in mixed input forms, out of order.
 
     With `messages`, exactly that many messages are generated, however many events they make.
+    `keying` and `array_rate` are those of `worker.loadgen.encode_mixed`; `poison_rate` is the
+    share of records that are bad (each kind the worker dead-letters), inserted at random.
     """
     unique_target = max(1, round(events / (1 + duplicate_rate)))
     base, n_messages = _events_up_to(
         unique_target, seed=seed, max_receipts=max_receipts, max_messages=messages
     )
     ordered = disorder(base, seed=seed, duplicate_rate=duplicate_rate)
-    return Stream(ordered, encode_mixed(ordered, seed=seed), n_messages)
+    records = encode_mixed(ordered, seed=seed, keying=keying, array_rate=array_rate)
+    records, poison = with_poison(records, poison_rate, seed=seed)
+    return Stream(ordered, records, n_messages, poison)
+
+
+_POISON: tuple[tuple[bytes, list[tuple[str, bytes]]], ...] = (
+    (b'{"specversion":"1.0","type":', []),  # truncated JSON
+    (b"\xff\xfe not utf-8", [("content-type", b"application/x-www-form-urlencoded")]),
+    (b'{"EventType":"onDeliveryUpdated","MessageSid":"IMnot-a-sid"}', []),
+    (b'{"sid":"DY00000000000000000000000000000000","message_sid":"IM1","status":"lost"}', []),
+    (b"EventType=onDeliveryUpdated&Status=read", []),  # missing fields
+    (b"[1, 2, 3]", [("content-type", b"application/cloudevents-batch+json")]),
+)
+
+
+def with_poison(records: list[Record], rate: float, *, seed: int = 1) -> tuple[list[Record], int]:
+    """`records` with about `rate` times len(records) bad records inserted at random places."""
+    if rate <= 0:
+        return records, 0
+    rng = random.Random(seed + 99)
+    out: list[Record] = []
+    poison = 0
+    for record in records:
+        if rng.random() < rate:
+            value, headers = rng.choice(_POISON)
+            out.append(Record(None if rng.random() < 0.5 else b"poison", value, headers))
+            poison += 1
+        out.append(record)
+    return out, poison
 
 
 def _with_time(record: Record, at: float) -> list[tuple[str, bytes]]:

@@ -50,6 +50,10 @@ async def commit_batch(
     """
     states = coalesce(events)
     receipt_links = {s.channel_message_sid: k for k, s in states.items() if s.channel_message_sid}
+    history = await store.prepare_history(distinct_history(events))
+    if statuses:
+        # The receipt events they become inside the transaction take their dates.
+        await store.prepare_history(statuses)
     async with store.batch() as tx:
         if moves:
             await tx.advance_offsets(group, topic, moves)
@@ -67,7 +71,10 @@ async def commit_batch(
                 if c.before is not None or c.after != states[c.after.key]
             ]
         )
-        await tx.write_history(distinct_history([*events, *joined]))
+        if joined:
+            kept, _ = store.history.select(joined)  # months prepared above, with the statuses
+            history = distinct_history([*history, *kept])
+        await tx.write_history(history)
         summaries = await tx.apply_deltas(outcome.deltas)
         await tx.write_outbox(
             [(s.message_sid, s.version, encode_summary_event(s)) for s in summaries]

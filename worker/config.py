@@ -182,6 +182,10 @@ class Settings:
     outbox_batch_rows: int = _setting(
         1000, "summary events published per outbox transaction", low=1, high=100_000
     )
+    # History older than this many days is dropped, a monthly partition at a time (0: kept).
+    history_retention_days: int = _setting(
+        0, "days of status history kept, whole months dropped (0: forever)", low=0, high=36_500
+    )
     # The broker also bounds it (group.min/max.session.timeout.ms: 6 s to 30 min by default).
     kafka_session_timeout_ms: int = _setting(
         10000,

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from enum import IntEnum
+from typing import NamedTuple
 
 
 class Status(IntEnum):
@@ -54,9 +54,13 @@ STATUSES_REACHING: dict[str, list[str]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class ReceiptEvent:
-    """One delivery-receipt observation, typed and validated, whatever form it arrived in."""
+class ReceiptEvent(NamedTuple):
+    """One delivery-receipt observation, typed and validated, whatever form it arrived in.
+
+    Immutable. A NamedTuple rather than a frozen dataclass: the parser builds one per event,
+    and a frozen dataclass's __init__ (one object.__setattr__ per field) cost three times as
+    much (docs/benchmark.md). It also lets the batch's column arrays be built by zip().
+    """
 
     account_sid: str
     chat_service_sid: str | None
@@ -77,8 +81,7 @@ class ReceiptEvent:
         return (self.message_sid, self.participant_sid)
 
 
-@dataclass(frozen=True, slots=True)
-class StatusEvent:
+class StatusEvent(NamedTuple):
     """A Messaging status event: what happened to one channel message (SMS/MMS).
 
     Input forms 5 and 6 of docs/design.md, "Input forms".

@@ -1,5 +1,6 @@
-"""Periodic upkeep beside the consumer loop: expire Messaging status events that never met
-their receipt (docs/design.md, "Input forms"), and keep the pending gauge current."""
+"""Periodic upkeep beside the consumer loop: history partitions created ahead and dropped by
+retention, and Messaging status events that never met their receipt expired (with the pending
+gauge kept current)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 
+from worker.history import MAINTENANCE_INTERVAL_S
 from worker.metrics import WorkerMetrics
 from worker.store import Store
 
@@ -42,3 +44,14 @@ class PendingStatusExpiry:
                 log.info("pending status expiry skipped", extra={"error": repr(exc)})
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.INTERVAL_S)
+
+
+async def maintain_history(store: Store, stop: asyncio.Event) -> None:
+    """History partitions created ahead and dropped by retention: at start, then hourly."""
+    while not stop.is_set():
+        try:
+            await store.maintain_history()
+        except Exception as exc:  # a missed pass is made up by the next one
+            log.warning("history maintenance failed", extra={"error": repr(exc)})
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), MAINTENANCE_INTERVAL_S)

@@ -314,9 +314,7 @@ def messaging_outcomes(
         if e.key not in has_receipt_event:
             has_receipt_event.add(e.key)
             kept.append(
-                dataclasses.replace(
-                    e, status=Status.SENT, error_code=None, date_updated=e.date_created
-                )
+                e._replace(status=Status.SENT, error_code=None, date_updated=e.date_created)
             )
     return kept, moved
 

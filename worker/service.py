@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from worker.config import Settings
 from worker.consumer import DeliveryConsumer
 from worker.faults import CrashPoints
-from worker.housekeeping import PendingStatusExpiry
+from worker.housekeeping import PendingStatusExpiry, maintain_history
 from worker.http import DependencyCheck, Health, create_app, start_http
 from worker.kafka import create_consumer, create_producer
 from worker.metrics import WorkerMetrics
@@ -60,7 +60,12 @@ async def run_worker(
     kafka: AIOKafkaConsumer | None = None
     try:
         store = await _until_up(
-            "postgres", lambda: Store.connect(settings.database_url), stop, health
+            "postgres",
+            lambda: Store.connect(
+                settings.database_url, history_retention_days=settings.history_retention_days
+            ),
+            stop,
+            health,
         )
         producer = await _until_up(
             "kafka producer", lambda: _started_producer(settings), stop, health
@@ -86,7 +91,12 @@ async def run_worker(
         health.set_ready(True)
         log.info("worker running", extra={"input_topic": settings.input_topic})
         expiry = PendingStatusExpiry(store, metrics, ttl_s=settings.pending_status_ttl_s)
-        await _run_until_stopped(consumer, relay, expiry, stop, settings.shutdown_grace_s)
+        maintenance = asyncio.create_task(maintain_history(store, stop), name="history")
+        try:
+            await _run_until_stopped(consumer, relay, expiry, stop, settings.shutdown_grace_s)
+        finally:
+            maintenance.cancel()
+            await asyncio.gather(maintenance, return_exceptions=True)
     except Stopped:
         log.info("stopped during start-up")
     finally:

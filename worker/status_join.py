@@ -12,7 +12,6 @@ so the same decisions are property-tested for any order and any duplication.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -90,9 +89,6 @@ def as_receipt_event(receipt: ReceiptEvent, status: StatusEvent) -> ReceiptEvent
     """
     if status.account_sid != receipt.account_sid:
         return None
-    return dataclasses.replace(
-        receipt,
-        status=status.status,
-        error_code=status.error_code,
-        date_updated=status.date_updated,
+    return receipt._replace(
+        status=status.status, error_code=status.error_code, date_updated=status.date_updated
     )

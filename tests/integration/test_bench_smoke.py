@@ -22,12 +22,16 @@ async def test_bench_runs_every_scenario_at_tiny_sizes(
             "--scenario=all",
             "--events=3000",
             "--partitions=3",
+            "--mixed-messages=400",
             "--latency-rate=500",
             "--latency-seconds=3",
             "--rss-events=3000",
             "--rss-messages=800",
             "--replay-events=2000",
             "--replica-events=2000",
+            "--replica-counts=1,2",
+            "--growth-max=2000",
+            "--growth-messages=200",
         ]
     )
     stack = Stack(kafka_broker, postgres_server, tmp_path, {"BATCH_MAX_RECORDS": "500"}, None)
@@ -43,6 +47,11 @@ async def test_bench_runs_every_scenario_at_tiny_sizes(
     assert worker["rows"]["receipts"] > 0 and worker["rows"]["messages"] > 0
     assert 0 < worker["worker_rss_mib"][0] < 1024
 
+    mixed = results["mixed"]
+    assert mixed["messages"] == mixed["worker"]["rows"]["messages"] == 400
+    assert mixed["records"] < mixed["events"]  # CloudEvents arrays hold several events
+    assert mixed["poison_records"] >= 0 and mixed["ratio_to_bare"] > 0
+
     latency = results["latency"]
     assert latency["matched"] == latency["messages"] > 0  # every message's final summary seen
     assert 0 <= latency["p50_ms"] <= latency["p99_ms"] <= latency["max_ms"]
@@ -53,8 +62,13 @@ async def test_bench_runs_every_scenario_at_tiny_sizes(
     assert results["replay"]["worker"]["events_per_s"] > 0
 
     replicas = results["replicas"]
-    assert replicas["one"]["rows"] == replicas["two"]["rows"]  # same state either way
-    assert replicas["speedup"] > 0
+    assert replicas["runs"]["1"]["rows"] == replicas["runs"]["2"]["rows"]  # same state
+    assert replicas["speedup"]["2"] > 0
+
+    growth = results["growth"]
+    stored = [r["stored_receipts"] for r in growth["runs"].values()]
+    assert stored[0] == 0 and stored == sorted(stored) and stored[-1] >= 2000
+    assert all(r["events_per_s"] > 0 for r in growth["runs"].values())
 
     for name, result in results.items():
         json.dumps(summary_line(name, result))  # printable as the runner prints it

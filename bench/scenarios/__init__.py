@@ -1,0 +1,1 @@
+"""The benchmark's scenarios, one module per kind; `bench.run` picks and prints them."""

@@ -1,0 +1,143 @@
+"""Database growth: the mixed stream's rate with 0, 0.5M, 1M and 2M receipts already stored.
+
+One database for the whole scenario. Before each level it is filled up to that many stored
+receipts by SQL (synthetic receipts with random SIDs, ≈ 2.5 history rows each, a summary per
+3 receipts, dated over the 30 days before the measured stream), vacuumed, analysed and
+checkpointed, as a database that grew over weeks would be. Then a fresh mixed stream
+(`--growth-messages` new messages, its own topic and group) is drained into it. Fresh
+messages are the common case: nearly every event of a real stream is about a recent message.
+
+`--growth-max N` shrinks the levels to 0, N/4, N/2, N for a quick run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from bench.loadgen import MIXED
+from bench.measure import connect, drain, make_stream, preload
+from bench.stack import Stack, WorkerProcess, new_target
+from bench.util import loadavg, say
+
+_CHUNK = 250_000
+# Seconds between two filled receipts: 2M receipts span 30 days before the measured stream.
+_SPACING_S = 1.3
+# worker.loadgen's epoch: the measured streams start here.
+_BEFORE_TS = datetime(2026, 3, 1, tzinfo=UTC)
+
+_FILL_RECEIPTS = """
+INSERT INTO delivery_receipts (message_sid, participant_sid, receipt_sid, account_sid,
+    chat_service_sid, conversation_sid, channel_message_sid, channel, status, error_code,
+    date_created, date_updated)
+SELECT 'IM' || md5('m' || (i / 3)), 'MB' || md5('p' || i), 'DY' || md5('r' || i),
+       'AC' || md5('account'), 'IS' || md5('service'), 'CH' || md5('c' || (i / 3)),
+       CASE WHEN i % 2 = 0 THEN 'WA' ELSE 'SM' END || md5('s' || i),
+       CASE WHEN i % 2 = 0 THEN 'whatsapp' ELSE 'sms' END,
+       (ARRAY['delivered', 'read', 'sent', 'failed', 'undelivered', 'delivered'])[1 + i % 6],
+       NULL, t, t + interval '12 seconds'
+  FROM generate_series($1::bigint, $2::bigint - 1) AS i,
+       LATERAL (SELECT $3::timestamptz - make_interval(secs => (i + 1) * $4)) AS d(t)
+"""
+
+# Two rows per receipt (sent, then its final status) and a third for every other one.
+_FILL_HISTORY = """
+INSERT INTO delivery_receipt_history (message_sid, participant_sid, receipt_sid, channel,
+    status, error_code, date_updated)
+SELECT r.message_sid, r.participant_sid, r.receipt_sid, r.channel, s.status, NULL,
+       r.date_created + s.after
+  FROM delivery_receipts r,
+       LATERAL (VALUES ('queued', interval '1 second'), ('sent', interval '5 seconds'),
+                       (r.status, interval '12 seconds')) AS s(status, after)
+ WHERE r.receipt_sid = ANY($1::text[])
+   AND (s.status <> 'queued' OR right(r.participant_sid, 1) < '8')
+ON CONFLICT DO NOTHING
+"""
+
+_FILL_SUMMARIES = """
+INSERT INTO message_delivery_counts (message_sid, conversation_sid, account_sid,
+    chat_service_sid, total, sent_count, delivered_count, read_count, failed_count,
+    undelivered_count, version)
+SELECT message_sid, min(conversation_sid), min(account_sid), min(chat_service_sid), count(*),
+       count(*) FILTER (WHERE status IN ('sent', 'undelivered', 'delivered', 'read')),
+       count(*) FILTER (WHERE status IN ('delivered', 'read')),
+       count(*) FILTER (WHERE status = 'read'), count(*) FILTER (WHERE status = 'failed'),
+       count(*) FILTER (WHERE status = 'undelivered'), 3
+  FROM delivery_receipts WHERE receipt_sid = ANY($1::text[])
+ GROUP BY message_sid
+ON CONFLICT (message_sid) DO NOTHING
+"""
+
+
+def growth_levels(maximum: int) -> list[int]:
+    return [0, maximum // 4, maximum // 2, maximum]
+
+
+async def fill(conn: asyncpg.Connection, start: int, stop: int) -> None:
+    """Synthetic receipts number `start` to `stop` - 1, with their history and summaries."""
+    for low in range(start, stop, _CHUNK):
+        high = min(stop, low + _CHUNK)
+        t0 = time.monotonic()
+        oldest = _BEFORE_TS - timedelta(seconds=high * _SPACING_S)
+        if await conn.fetchval(
+            "SELECT to_regproc('delivery_receipt_history_create_partition') IS NOT NULL"
+        ):  # a partitioned history (migration 003): the months of the fill need partitions
+            await conn.execute(
+                "SELECT delivery_receipt_history_create_partition(m::date) FROM generate_series("
+                " date_trunc('month', $1::timestamptz), $2, '1 month') AS m",
+                oldest,
+                _BEFORE_TS,
+            )
+        async with conn.transaction():
+            await conn.execute(_FILL_RECEIPTS, low, high, _BEFORE_TS, _SPACING_S)
+            sids = [f"DY{s}" for s in await _receipt_hashes(conn, low, high)]
+            await conn.execute(_FILL_HISTORY, sids)
+            await conn.execute(_FILL_SUMMARIES, sids)
+        say(f"growth: filled receipts {low}..{high} in {time.monotonic() - t0:.1f}s")
+    await conn.execute("VACUUM ANALYZE")
+    await conn.execute("CHECKPOINT")
+
+
+async def _receipt_hashes(conn: asyncpg.Connection, low: int, high: int) -> list[str]:
+    rows = await conn.fetch(
+        "SELECT md5('r' || i) AS h FROM generate_series($1::bigint, $2::bigint - 1) AS i",
+        low,
+        high,
+    )
+    return [r["h"] for r in rows]
+
+
+async def growth(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
+    n = stack.next_id()
+    dsn = stack.postgres.create_database(f"bench_growth_{n}")
+    levels = growth_levels(args.growth_max)
+    runs: dict[str, Any] = {}
+    filled = 0
+    for i, level in enumerate(levels):
+        target = await new_target(stack, "growth", args.partitions, dsn=dsn)
+        WorkerProcess(stack, target, f"{target.group}-migrate").migrate()
+        conn = await connect(dsn)
+        try:
+            if level > filled:
+                await fill(conn, filled, level)
+                filled = level
+            stored = await conn.fetchval("SELECT count(*) FROM delivery_receipts")
+        finally:
+            await conn.close()
+        stream = make_stream(args.growth_messages * 8, args.seed + 100 + i,
+                             messages=args.growth_messages, **MIXED)  # fmt: skip
+        await preload(stack, target, stream, f"growth {level}")
+        say(f"growth: {stored} receipts stored; load {loadavg()}")
+        result = await drain(stack, target, 1, len(stream.events), label=f"growth {level}")
+        runs[str(level)] = {"stored_receipts": stored, **result}
+    first = runs[str(levels[0])]["events_per_s"]
+    return {
+        "levels": levels,
+        "messages_per_level": args.growth_messages,
+        "runs": runs,
+        "ratio_to_empty": {k: round(r["events_per_s"] / first, 2) for k, r in runs.items()},
+    }

@@ -1,0 +1,412 @@
+"""The statements of one batch's transaction (see worker/batch_commit.py for their order).
+
+The batch's rows travel by binary COPY into temporary tables (one set per connection, emptied
+at every commit), and set-based statements move them into the read model: a batch costs a
+fixed number of round trips whatever its size, and no per-row Python work beyond encoding.
+COPY is used rather than arrays bound to `unnest(...)` parameters: asyncpg's array encoder
+makes several `isinstance` checks against collections.abc per element, which was the
+largest part of the worker's share of a transaction (docs/benchmark.md). A temporary table
+is written without WAL and lives in the backend's local buffers.
+
+Receipt events are COPYed as they are: `ReceiptEvent` is a tuple whose fields are the
+temporary table's columns, in order, the status as its rank (`Status` is an IntEnum) and
+turned back into its label in SQL. SQL is parameterised only; nothing is formatted in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+
+import asyncpg
+import orjson
+
+from worker.events import ReceiptEvent, Status, StatusEvent
+from worker.reduction import Counts, MessageDelta, ReceiptKey
+from worker.status_join import LinkRow
+from worker.summaries import Summary
+
+
+class Fenced(Exception):
+    """Another consumer advanced the stored offsets: this batch is stale and must not commit."""
+
+
+class ConcurrentWrite(Exception):
+    """A receipt was not as locked: the batch rolls back and is applied again.
+
+    The locking of `claim_receipts` makes this unreachable; it is the alarm of the second
+    line of defence (the write that refuses to go backwards), not a normal path.
+    """
+
+
+# Columns of ReceiptEvent, in its field order: a ReceiptEvent is a row of these tables (a
+# field added to it needs its type here, or this module fails to import).
+_EVENT_TYPES = {
+    "account_sid": "text",
+    "chat_service_sid": "text",
+    "conversation_sid": "text",
+    "message_sid": "text",
+    "receipt_sid": "text",
+    "channel_message_sid": "text",
+    "participant_sid": "text",
+    "channel": "text",
+    "status": "smallint",
+    "error_code": "integer",
+    "date_created": "timestamptz",
+    "date_updated": "timestamptz",
+}
+_EVENT_COLUMNS = ", ".join(f"{name} {_EVENT_TYPES[name]}" for name in ReceiptEvent._fields)
+TEMP_TABLES = f"""
+CREATE TEMP TABLE IF NOT EXISTS batch_states ({_EVENT_COLUMNS}) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS batch_changed ({_EVENT_COLUMNS}) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS batch_history ({_EVENT_COLUMNS}) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS batch_keys (message_sid text, participant_sid text)
+    ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS batch_deltas (message_sid text, conversation_sid text,
+    account_sid text, chat_service_sid text, total integer, sent_count integer,
+    delivered_count integer, read_count integer, failed_count integer,
+    undelivered_count integer) ON COMMIT DELETE ROWS;
+"""
+
+# Status labels by rank: $1 of the statements that turn a rank into a label (1-based).
+_LABELS = [s.label for s in sorted(Status)]
+
+_RECEIPT_COLUMNS = (
+    "message_sid, participant_sid, receipt_sid, account_sid, chat_service_sid, conversation_sid,"
+    " channel_message_sid, channel, status, error_code, date_created, date_updated"
+)
+
+# The batch's statements join small temporary tables to big indexed ones by key; a nested
+# loop over the index is always the right plan, and an un-analysed temporary table could
+# tempt the planner into hashing a whole table instead.
+_JOIN_BY_INDEX = "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off"
+
+_ADVANCE_OFFSETS = """
+UPDATE consumer_offsets AS o
+   SET next_offset = m.new_offset, updated_at = now()
+  FROM unnest($3::int[], $4::bigint[], $5::bigint[]) AS m(partition, expected, new_offset)
+ WHERE o.consumer_group = $1 AND o.topic = $2
+   AND o.partition = m.partition AND o.next_offset = m.expected
+"""
+
+# Receipts are locked before they are read, rows that do not exist yet included: two
+# transactions that both bring the first events of one receipt must not both see "no row".
+# Step one inserts the receipts that are new, with the batch's state; the inserted rows are
+# this transaction's until it commits, and a concurrent insert of the same key waits for it,
+# then finds the row. Keys in sorted order everywhere, so replicas cannot deadlock.
+_INSERT_NEW_RECEIPTS = f"""
+INSERT INTO delivery_receipts ({_RECEIPT_COLUMNS})
+SELECT message_sid, participant_sid, receipt_sid, account_sid, chat_service_sid,
+       conversation_sid, channel_message_sid, channel, ($1::text[])[status + 1], error_code,
+       date_created, date_updated
+  FROM batch_states
+ ORDER BY message_sid, participant_sid
+ON CONFLICT (message_sid, participant_sid) DO NOTHING
+RETURNING message_sid, participant_sid
+"""
+
+# Step two: the receipts that already existed, locked (in key order) and read as committed.
+_LOCK_RECEIPTS = f"""
+SELECT {", ".join("r." + c.strip() for c in _RECEIPT_COLUMNS.split(","))}
+  FROM batch_keys k
+  JOIN delivery_receipts r USING (message_sid, participant_sid)
+ ORDER BY r.message_sid, r.participant_sid
+   FOR UPDATE OF r
+"""
+
+# The second line of defence against a lost update: the write itself refuses to move a
+# receipt backwards (lower status, or same status with an older date_updated, or a later
+# date_created). Ranks compare as Python compares them.
+_UPDATE_RECEIPTS = """
+UPDATE delivery_receipts AS r
+   SET receipt_sid = n.receipt_sid,
+       account_sid = n.account_sid,
+       chat_service_sid = n.chat_service_sid,
+       conversation_sid = n.conversation_sid,
+       channel_message_sid = n.channel_message_sid,
+       channel = n.channel,
+       status = ($1::text[])[n.status + 1],
+       error_code = n.error_code,
+       date_created = n.date_created,
+       date_updated = n.date_updated,
+       updated_at = now()
+  FROM batch_changed AS n
+ WHERE r.message_sid = n.message_sid AND r.participant_sid = n.participant_sid
+   AND (n.status + 1, n.date_updated) >= (array_position($1::text[], r.status), r.date_updated)
+   AND n.date_created <= r.date_created
+"""
+
+# Channel message links (docs/design.md, "Messaging status events"), claimed like receipts:
+# links already written need no lock (they never change), the rest are inserted first or
+# locked, in key order. Few rows per batch, so plain arrays rather than COPY.
+_READ_LINKED = """
+SELECT channel_message_sid, message_sid, participant_sid
+  FROM channel_message_links
+ WHERE channel_message_sid = ANY($1::text[]) AND message_sid IS NOT NULL
+"""
+_INSERT_NEW_LINKS = """
+INSERT INTO channel_message_links (channel_message_sid, message_sid, participant_sid, pending)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[])
+ON CONFLICT (channel_message_sid) DO NOTHING
+RETURNING channel_message_sid
+"""
+_LOCK_LINKS = """
+SELECT channel_message_sid, message_sid, participant_sid, pending::text AS pending
+  FROM channel_message_links
+ WHERE channel_message_sid = ANY($1::text[])
+ ORDER BY channel_message_sid
+   FOR UPDATE
+"""
+_UPDATE_LINKS = """
+UPDATE channel_message_links AS l
+   SET message_sid = u.message_sid, participant_sid = u.participant_sid, pending = u.pending,
+       updated_at = now()
+  FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[])
+       AS u(channel_message_sid, message_sid, participant_sid, pending)
+ WHERE l.channel_message_sid = u.channel_message_sid AND l.message_sid IS NULL
+"""
+
+_INSERT_HISTORY = """
+INSERT INTO delivery_receipt_history
+    (message_sid, participant_sid, receipt_sid, channel, status, error_code, date_updated)
+SELECT message_sid, participant_sid, receipt_sid, channel, ($1::text[])[status + 1],
+       error_code, date_updated
+  FROM batch_history
+ON CONFLICT DO NOTHING
+"""
+
+_APPLY_DELTAS = """
+INSERT INTO message_delivery_counts AS m
+    (message_sid, conversation_sid, account_sid, chat_service_sid, total, sent_count,
+     delivered_count, read_count, failed_count, undelivered_count, version)
+SELECT d.*, 1
+  FROM batch_deltas AS d
+ ORDER BY 1
+ON CONFLICT (message_sid) DO UPDATE SET
+    total = m.total + excluded.total,
+    sent_count = m.sent_count + excluded.sent_count,
+    delivered_count = m.delivered_count + excluded.delivered_count,
+    read_count = m.read_count + excluded.read_count,
+    failed_count = m.failed_count + excluded.failed_count,
+    undelivered_count = m.undelivered_count + excluded.undelivered_count,
+    version = m.version + 1,
+    updated_at = now()
+RETURNING message_sid, conversation_sid, account_sid, chat_service_sid, total, sent_count,
+          delivered_count, read_count, failed_count, undelivered_count, version, updated_at
+"""
+
+# Two transaction-scoped advisory locks keep the summary topic in version order per message
+# (so it is safe to compact) whatever the number of replicas:
+# - writers take OUTBOX_ORDER_LOCK just before their outbox insert and hold it through the
+#   commit, so outbox ids are handed out in commit order: a relay that has seen id N visible
+#   knows every lower id is visible too, and paging by id never skips a late commit;
+# - relays take OUTBOX_RELAY_LOCK for a whole claim-publish-delete, so one relay at a time
+#   publishes, in id order, and waits for the broker's acks before the next one claims.
+# It costs one short serialisation per batch commit, not per event.
+OUTBOX_ORDER_LOCK = 0x6472_7700_0001
+OUTBOX_RELAY_LOCK = 0x6472_7700_0002
+
+
+def _link_columns(rows: Sequence[LinkRow]) -> list[list[object]]:
+    """Link rows as the message_sid, participant_sid and pending (jsonb text) arrays."""
+    return [
+        [None if r.receipt is None else r.receipt[0] for r in rows],
+        [None if r.receipt is None else r.receipt[1] for r in rows],
+        [_encode_pending(r.pending) for r in rows],
+    ]
+
+
+def _encode_pending(statuses: Sequence[StatusEvent]) -> str | None:
+    if not statuses:
+        return None
+    return orjson.dumps(
+        [
+            [s.account_sid, s.status.label, s.error_code, s.date_updated.isoformat()]
+            for s in statuses
+        ]
+    ).decode()
+
+
+def _decode_pending(sid: str, text: str | None) -> tuple[StatusEvent, ...]:
+    if text is None:
+        return ()
+    return tuple(
+        StatusEvent(account, sid, Status.from_label(status), code, datetime.fromisoformat(at))
+        for account, status, code, at in orjson.loads(text)
+    )
+
+
+def receipt_from_row(row: asyncpg.Record) -> ReceiptEvent:
+    """A delivery_receipts row as the receipt state it stores."""
+    return ReceiptEvent(
+        account_sid=row["account_sid"],
+        chat_service_sid=row["chat_service_sid"],
+        conversation_sid=row["conversation_sid"],
+        message_sid=row["message_sid"],
+        receipt_sid=row["receipt_sid"],
+        channel_message_sid=row["channel_message_sid"],
+        participant_sid=row["participant_sid"],
+        channel=row["channel"],
+        status=Status.from_label(row["status"]),
+        error_code=row["error_code"],
+        date_created=row["date_created"],
+        date_updated=row["date_updated"],
+    )
+
+
+class BatchTransaction:
+    """The statements of one batch, all inside one transaction on one connection."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+
+    async def advance_offsets(
+        self, group: str, topic: str, moves: Mapping[int, tuple[int, int]]
+    ) -> None:
+        """Move each partition's stored offset from `expected` to `new` (compare-and-set).
+
+        If any partition's stored offset is not what this worker last saw, another consumer
+        owns it now (or owned it meanwhile): raise Fenced so the whole batch rolls back.
+        """
+        partitions = sorted(moves)
+        status = await self._conn.execute(
+            _ADVANCE_OFFSETS,
+            group,
+            topic,
+            partitions,
+            [moves[p][0] for p in partitions],
+            [moves[p][1] for p in partitions],
+        )
+        if int(status.split()[-1]) != len(partitions):
+            raise Fenced(f"stored offsets moved for {topic} partitions {partitions}")
+
+    async def claim_links(self, fresh: Mapping[str, LinkRow]) -> dict[str, LinkRow]:
+        """Lock the link rows of these channel messages; returns those that existed.
+
+        `fresh` is, per channel message, the row the batch would write if there were none;
+        it is inserted where there is none (and so locked), and absent from the result.
+        Links that name a receipt never change, so they are read without a lock.
+        """
+        sids = sorted(fresh)
+        rows = await self._conn.fetch(_READ_LINKED, sids)
+        found = {r[0]: LinkRow((r[1], r[2])) for r in rows}
+        rest = [s for s in sids if s not in found]
+        if not rest:
+            return found
+        inserted = await self._conn.fetch(
+            _INSERT_NEW_LINKS, rest, *_link_columns([fresh[s] for s in rest])
+        )
+        new = {r[0] for r in inserted}
+        others = [s for s in rest if s not in new]
+        if not others:
+            return found
+        locked = await self._conn.fetch(_LOCK_LINKS, others)
+        if len(locked) != len(others):
+            # A placeholder expired between the insert and the lock: start the batch over.
+            raise ConcurrentWrite(f"{len(others) - len(locked)} links vanished while locked")
+        for r in locked:
+            receipt = None if r[1] is None else (r[1], r[2])
+            found[r[0]] = LinkRow(receipt, _decode_pending(r[0], r[3]))
+        return found
+
+    async def update_links(self, rows: Mapping[str, LinkRow]) -> None:
+        """Rewrite placeholders: link them to their receipt, or store their waiting events."""
+        if not rows:
+            return
+        sids = sorted(rows)
+        status = await self._conn.execute(
+            _UPDATE_LINKS, sids, *_link_columns([rows[s] for s in sids])
+        )
+        if int(status.split()[-1]) != len(sids):
+            raise ConcurrentWrite("a link changed while locked")
+
+    async def claim_receipts(
+        self, states: Mapping[ReceiptKey, ReceiptEvent], also: Iterable[ReceiptKey] = ()
+    ) -> dict[ReceiptKey, ReceiptEvent]:
+        """Lock every receipt of the batch; returns the stored state of those that existed.
+
+        Receipts that did not exist are inserted here with their batch state, so they are
+        locked too; they are absent from the result, which is how `apply_batch` knows them
+        as new. `also` names receipts outside `states` that must exist (those a status
+        event applies to): they are locked and read with the others.
+        """
+        extra = [k for k in set(also) if k not in states]
+        if not states and not extra:
+            return {}
+        conn = self._conn
+        await conn.execute(_JOIN_BY_INDEX)
+        new: set[ReceiptKey] = set()
+        if states:
+            await conn.copy_records_to_table("batch_states", records=states.values())
+            created = await conn.fetch(_INSERT_NEW_RECEIPTS, _LABELS)
+            new = {(r[0], r[1]) for r in created}
+        existing = [k for k in states if k not in new] + extra
+        if not existing:
+            return {}
+        await conn.copy_records_to_table("batch_keys", records=existing)
+        rows = await conn.fetch(_LOCK_RECEIPTS)
+        if len(rows) != len(existing):
+            # Receipts are never deleted, so a conflicting key that is not there to lock
+            # means something outside the worker changed the table: start the batch over.
+            raise ConcurrentWrite(f"{len(existing) - len(rows)} receipts vanished while locked")
+        return {(r["message_sid"], r["participant_sid"]): receipt_from_row(r) for r in rows}
+
+    async def update_receipts(self, states: Sequence[ReceiptEvent]) -> None:
+        """Write merged states of existing receipts, which `claim_receipts` locked."""
+        if not states:
+            return
+        await self._conn.copy_records_to_table("batch_changed", records=states)
+        status = await self._conn.execute(_UPDATE_RECEIPTS, _LABELS)
+        refused = len(states) - int(status.split()[-1])
+        if refused:
+            raise ConcurrentWrite(f"{refused} receipt updates would have moved state backwards")
+
+    async def write_history(self, events: Sequence[ReceiptEvent]) -> None:
+        if not events:
+            return
+        await self._conn.copy_records_to_table("batch_history", records=events)
+        await self._conn.execute(_INSERT_HISTORY, _LABELS)
+
+    async def apply_deltas(self, deltas: Sequence[MessageDelta]) -> list[Summary]:
+        """Add each message's count delta to its summary, bumping its version once."""
+        if not deltas:
+            return []
+        await self._conn.copy_records_to_table(
+            "batch_deltas",
+            records=[
+                (
+                    d.message_sid,
+                    d.conversation_sid,
+                    d.account_sid,
+                    d.chat_service_sid,
+                    d.delta.total,
+                    d.delta.sent,
+                    d.delta.delivered,
+                    d.delta.read,
+                    d.delta.failed,
+                    d.delta.undelivered,
+                )
+                for d in deltas
+            ],
+        )
+        rows = await self._conn.fetch(_APPLY_DELTAS)
+        return [
+            Summary(
+                message_sid=r[0],
+                conversation_sid=r[1],
+                account_sid=r[2],
+                chat_service_sid=r[3],
+                counts=Counts(r[4], r[5], r[6], r[7], r[8], r[9]),
+                version=r[10],
+                updated_at=r[11],
+            )
+            for r in rows
+        ]
+
+    async def write_outbox(self, events: Sequence[tuple[str, int, bytes]]) -> None:
+        if not events:
+            return
+        await self._conn.execute("SELECT pg_advisory_xact_lock($1)", OUTBOX_ORDER_LOCK)
+        await self._conn.copy_records_to_table(
+            "summary_outbox", records=events, columns=("message_sid", "version", "payload")
+        )
