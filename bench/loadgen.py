@@ -23,8 +23,15 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from worker.events import ReceiptEvent
-from worker.loadgen import Record, disorder, encode_mixed, generate_events
+from worker.events import ReceiptEvent, StatusEvent
+from worker.loadgen import (
+    Record,
+    disorder,
+    encode_mixed,
+    encode_statuses,
+    generate_events,
+    messaging_outcomes,
+)
 
 PRODUCED_AT_HEADER = "bench-produced-at"
 
@@ -52,17 +59,32 @@ class Stream:
     records: list[Record]
     messages: int
     poison: int = 0
+    # Messaging status events standing in for some receipts' outcomes (duplicates included).
+    statuses: tuple[StatusEvent, ...] = ()
+
+    @property
+    def event_count(self) -> int:
+        """Every event the records hold: receipt events and Messaging status events."""
+        return len(self.events) + len(self.statuses)
 
 
 def _events_up_to(
-    target: int, *, seed: int, max_receipts: int, max_messages: int | None
+    target: int,
+    *,
+    seed: int,
+    max_receipts: int,
+    max_messages: int | None,
+    whatsapp_prefix: str = "WA",
 ) -> tuple[list[ReceiptEvent], int]:
     """Whole messages' events until about `target` events (before duplication)."""
     out: list[ReceiptEvent] = []
     messages = 0
     last_message = ""
     limit = max_messages if max_messages is not None else target
-    for event in generate_events(limit, seed=seed, max_receipts=max_receipts):
+    generated = generate_events(
+        limit, seed=seed, max_receipts=max_receipts, whatsapp_prefix=whatsapp_prefix
+    )
+    for event in generated:
         if event.message_sid != last_message:
             if max_messages is None and len(out) >= target:
                 break
@@ -82,21 +104,35 @@ def build_stream(
     keying: str = "message",
     array_rate: float = 0.0,
     poison_rate: float = 0.0,
+    messaging_share: float = 0.0,
 ) -> Stream:
     """About `events` events (duplicates included), in mixed input forms, out of order.
 
     With `messages`, exactly that many messages are generated, however many events they make.
     `keying` and `array_rate` are those of `worker.loadgen.encode_mixed`; `poison_rate` is the
     share of records that are bad (each kind the worker dead-letters), inserted at random.
+    With `messaging_share`, that share of the receipts' outcomes are Messaging status
+    events instead (`worker.loadgen.messaging_outcomes`), in every Messaging form, mixed in.
     """
     unique_target = max(1, round(events / (1 + duplicate_rate)))
     base, n_messages = _events_up_to(
-        unique_target, seed=seed, max_receipts=max_receipts, max_messages=messages
+        unique_target,
+        seed=seed,
+        max_receipts=max_receipts,
+        max_messages=messages,
+        whatsapp_prefix="SM" if messaging_share else "WA",
     )
-    ordered = disorder(base, seed=seed, duplicate_rate=duplicate_rate)
+    kept, moved = messaging_outcomes(base, seed=seed, share=messaging_share)
+    ordered = disorder(kept, seed=seed, duplicate_rate=duplicate_rate)
     records = encode_mixed(ordered, seed=seed, keying=keying, array_rate=array_rate)
+    statuses: list[StatusEvent] = []
+    if moved:
+        statuses = disorder([s for _, s in moved], seed=seed + 1, duplicate_rate=duplicate_rate)
+        rng = random.Random(seed + 2)
+        for record in encode_statuses(statuses, seed=seed, keying=keying):
+            records.insert(rng.randrange(len(records) + 1), record)
     records, poison = with_poison(records, poison_rate, seed=seed)
-    return Stream(ordered, records, n_messages, poison)
+    return Stream(ordered, records, n_messages, poison, tuple(statuses))
 
 
 _POISON: tuple[tuple[bytes, list[tuple[str, bytes]]], ...] = (

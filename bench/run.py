@@ -5,9 +5,11 @@
     python -m bench.run --scenario growth --growth-max 400000
 
 Scenarios (each on its own topics and database, all in one broker and one PostgreSQL):
-throughput, mixed, latency, rss, replay (bench/scenarios/drain.py, latency.py), replicas
-(scenarios/replicas.py: 1 → 2 → 3 workers in one group) and growth (scenarios/growth.py: the
-mixed stream's rate as the database grows). docs/benchmark.md describes each one.
+throughput, mixed, messaging (the mixed stream with half its outcomes as Messaging status
+events, beside the plain one), latency, rss, replay (bench/scenarios/drain.py, latency.py),
+replicas (scenarios/replicas.py: 1 → 2 → 3 workers in one group) and growth
+(scenarios/growth.py: the mixed stream's rate as the database grows). docs/benchmark.md
+describes each one.
 
 Everything started here is stopped at the end, also on Ctrl-C.
 """
@@ -25,7 +27,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.scenarios.drain import mixed, replay, rss, throughput
+from bench.scenarios.drain import messaging, mixed, replay, rss, throughput
 from bench.scenarios.growth import growth
 from bench.scenarios.latency import latency
 from bench.scenarios.replicas import replicas
@@ -36,6 +38,7 @@ Scenario = Callable[[Stack, argparse.Namespace], Awaitable[dict[str, Any]]]
 SCENARIOS: dict[str, Scenario] = {
     "throughput": throughput,
     "mixed": mixed,
+    "messaging": messaging,
     "latency": latency,
     "rss": rss,
     "replay": replay,
@@ -135,6 +138,12 @@ def _summary(name: str, r: dict[str, Any]) -> dict[str, Any]:
             "events_per_s_incl_startup": w["events_per_s_incl_startup"],
             "worker_rss_mib": w["worker_rss_mib"],
             "worker_peak_rss_mib": w["worker_peak_rss_mib"],
+        }
+    if name == "messaging":
+        return {
+            "plain": _summary("mixed", r["plain"]),
+            "messaging_half": _summary("mixed", r["messaging_half"]),
+            "ratio_to_plain": r["ratio_to_plain"],
         }
     if name == "latency":
         wanted: tuple[str, ...] = ("offered_events_per_s", "achieved_events_per_s", "matched")

@@ -39,23 +39,15 @@ class ConcurrentWrite(Exception):
     """
 
 
-# Columns of ReceiptEvent, in its field order: a ReceiptEvent is a row of these tables (a
-# field added to it needs its type here, or this module fails to import).
-_EVENT_TYPES = {
-    "account_sid": "text",
-    "chat_service_sid": "text",
-    "conversation_sid": "text",
-    "message_sid": "text",
-    "receipt_sid": "text",
-    "channel_message_sid": "text",
-    "participant_sid": "text",
-    "channel": "text",
-    "status": "smallint",
-    "error_code": "integer",
-    "date_created": "timestamptz",
-    "date_updated": "timestamptz",
-}
-_EVENT_COLUMNS = ", ".join(f"{name} {_EVENT_TYPES[name]}" for name in ReceiptEvent._fields)
+# Columns of ReceiptEvent, in its field order: a ReceiptEvent is a row of these tables. A
+# literal, so no SQL is built from computed values; the check below keeps it in step.
+_EVENT_COLUMNS = (
+    "account_sid text, chat_service_sid text, conversation_sid text, message_sid text,"
+    " receipt_sid text, channel_message_sid text, participant_sid text, channel text,"
+    " status smallint, error_code integer, date_created timestamptz, date_updated timestamptz"
+)
+if [c.split()[0] for c in _EVENT_COLUMNS.split(",")] != list(ReceiptEvent._fields):
+    raise RuntimeError("_EVENT_COLUMNS must list ReceiptEvent's fields in order, with types")
 TEMP_TABLES = f"""
 CREATE TEMP TABLE IF NOT EXISTS batch_states ({_EVENT_COLUMNS}) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS batch_changed ({_EVENT_COLUMNS}) ON COMMIT DELETE ROWS;
@@ -107,10 +99,10 @@ RETURNING message_sid, participant_sid
 
 # Step two: the receipts that already existed, locked (in key order) and read as committed.
 _LOCK_RECEIPTS = f"""
-SELECT {", ".join("r." + c.strip() for c in _RECEIPT_COLUMNS.split(","))}
+SELECT {_RECEIPT_COLUMNS}
   FROM batch_keys k
   JOIN delivery_receipts r USING (message_sid, participant_sid)
- ORDER BY r.message_sid, r.participant_sid
+ ORDER BY message_sid, participant_sid
    FOR UPDATE OF r
 """
 

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from email.utils import format_datetime
+from typing import TypeVar
 from urllib.parse import urlencode
 
 import orjson
@@ -31,6 +32,8 @@ STATUS_FORMS = (
 # nothing in the worker's result may depend on it. "mixed" is half by message, a quarter by
 # conversation, a quarter unkeyed, as a fleet of different producers would write to one topic.
 KEYINGS = ("message", "conversation", "random", "none", "mixed")
+
+E = TypeVar("E")  # an event of any kind: disorder() shuffles receipts and statuses alike
 
 _EPOCH = datetime(2026, 3, 1, tzinfo=UTC)
 
@@ -113,8 +116,8 @@ def generate_events(
 
 
 def disorder(
-    events: list[ReceiptEvent], *, seed: int = 1, duplicate_rate: float = 0.1, window: int = 50
-) -> list[ReceiptEvent]:
+    events: list[E], *, seed: int = 1, duplicate_rate: float = 0.1, window: int = 50
+) -> list[E]:
     """Duplicate some events and shuffle within a sliding window, as retried webhooks arrive."""
     rng = random.Random(seed)
     out = [e for e in events for _ in range(2 if rng.random() < duplicate_rate else 1)]

@@ -132,7 +132,7 @@ async def growth(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
                              messages=args.growth_messages, **MIXED)  # fmt: skip
         await preload(stack, target, stream, f"growth {level}")
         say(f"growth: {stored} receipts stored; load {loadavg()}")
-        result = await drain(stack, target, 1, len(stream.events), label=f"growth {level}")
+        result = await drain(stack, target, 1, stream.event_count, label=f"growth {level}")
         runs[str(level)] = {"stored_receipts": stored, **result}
     first = runs[str(levels[0])]["events_per_s"]
     return {

@@ -20,12 +20,12 @@ async def replicas(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     for count in args.replica_counts:
         database = fresh_database(stack, target, f"x{count}")
         runs[str(count)] = await drain(
-            stack, database, count, len(stream.events), label=f"replicas x{count}"
+            stack, database, count, stream.event_count, label=f"replicas x{count}"
         )
         drop_database(stack, database)
     base = runs[str(args.replica_counts[0])]["events_per_s"]
     return {
-        "events": len(stream.events),
+        "events": stream.event_count,
         "records": len(stream.records),
         "stream": args.replica_stream,
         "partitions": args.replica_partitions,

@@ -52,6 +52,13 @@ async def test_bench_runs_every_scenario_at_tiny_sizes(
     assert mixed["records"] < mixed["events"]  # CloudEvents arrays hold several events
     assert mixed["poison_records"] >= 0 and mixed["ratio_to_bare"] > 0
 
+    messaging = results["messaging"]
+    plain, joined = messaging["plain"], messaging["messaging_half"]
+    # Same messages, same receipts: the Messaging events joined exactly as receipt events.
+    assert joined["worker"]["rows"]["receipts"] == plain["worker"]["rows"]["receipts"]
+    assert joined["worker"]["rows"]["messages"] == plain["worker"]["rows"]["messages"] == 400
+    assert messaging["ratio_to_plain"] > 0
+
     latency = results["latency"]
     assert latency["matched"] == latency["messages"] > 0  # every message's final summary seen
     assert 0 <= latency["p50_ms"] <= latency["p99_ms"] <= latency["max_ms"]

@@ -123,7 +123,7 @@ async def test_concurrent_writers_end_at_the_reference(
     plain = plain_sms_statuses(5 if messaging_share else 0, seed=seed + 7919)
     reference = [*kept, *(e for e, _ in moved)]
     items: list[Item] = [*kept, *(s for _, s in moved), *plain]
-    items = disorder(items, seed=seed, duplicate_rate=0.3, window=len(items))  # type: ignore[arg-type]
+    items = disorder(items, seed=seed, duplicate_rate=0.3, window=len(items))
     dsn = postgres_server.create_database(f"concurrent_store_{seed}_{int(messaging_share * 10)}")
     await apply_migrations(dsn)
 
