@@ -294,9 +294,9 @@ def _dispatch(args: argparse.Namespace, settings: Settings, credentials: Credent
         applied = runner(apply_migrations(settings.database_url))
         log.info("migrations done", extra={"applied": applied})
     elif args.command == "run":
-        from worker.service import run_worker
+        from worker.service import run_worker, tune_gc
 
-        _tune_gc()
+        tune_gc()
         runner(run_worker(settings))
     elif args.command == "api":
         runner(_serve_api(settings, credentials))
@@ -370,22 +370,6 @@ def _json(value: object) -> str:
     import orjson
 
     return orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()
-
-
-# The worker allocates a few dozen objects per event and keeps a batch of them alive; with the
-# default threshold (700) the cyclic collector ran many times per batch and rescanned the
-# live batch each time: about a third of the parsing time (docs/benchmark.md). What the
-# worker creates per event holds no reference cycles, so collecting rarely loses nothing.
-_GC_THRESHOLDS = (50_000, 20, 100)
-
-
-def _tune_gc() -> None:
-    """Fewer cyclic collections for the long-running worker; start-up objects frozen out."""
-    import gc
-
-    gc.collect()
-    gc.freeze()  # modules, settings, clients: never garbage, never rescanned
-    gc.set_threshold(*_GC_THRESHOLDS)
 
 
 def _runner() -> Callable[[Coroutine[Any, Any, T]], T]:
