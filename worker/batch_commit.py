@@ -23,7 +23,7 @@ from worker.summaries import Summary, encode_summary_event
 @dataclass(frozen=True, slots=True)
 class BatchCommit:
     """What a committed batch changed: receipts (before and after) and new summaries, and
-    what became of its Messaging status events (SPEC §2b)."""
+    what became of its Messaging status events."""
 
     changes: list[ReceiptChange]
     summaries: list[Summary]
@@ -95,7 +95,7 @@ async def _join_statuses(
     receipt_links: Mapping[str, ReceiptKey],
     statuses: Sequence[StatusEvent],
 ) -> LinkPlan:
-    """Claim the link rows of the batch's channel messages and decide the join (SPEC §2b)."""
+    """Claim the link rows of the batch's channel messages and decide the join."""
     if not statuses and not receipt_links:
         return LinkPlan()
     # What the batch alone would make of each channel message: inserted where no row exists.

@@ -1,4 +1,4 @@
-"""Turns one Kafka record (any input form of SPEC §2 and §2b) into typed events.
+"""Turns one Kafka record (any input form of docs/design.md, "Input forms") into typed events.
 
 Pure: bytes and headers in, events out, or an InvalidRecord naming why. Nothing here
 trusts the producer: every value is type-checked and normalised, whatever the form.
@@ -9,14 +9,16 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Final
-from urllib.parse import unquote
 
 import orjson
 
 from worker.events import ReceiptEvent, Status, StatusEvent
+from worker.parsing_fast import MAX_ERROR_CODE
+from worker.parsing_fast import common_event as _common_event
+from worker.parsing_fast import form_pairs as _form_pairs
 
 CLOUDEVENT_TYPE: Final = "com.twilio.conversations.delivery.updated"
 WEBHOOK_EVENT_TYPE: Final = "onDeliveryUpdated"
@@ -24,7 +26,7 @@ WEBHOOK_EVENT_TYPE: Final = "onDeliveryUpdated"
 # Messaging.MessageStatus), e.g. com.twilio.messaging.message.delivered.
 MESSAGING_CLOUDEVENT_PREFIX: Final = "com.twilio.messaging.message."
 
-# Messaging statuses (Twilio's Message resource) as receipt statuses, SPEC §2b. Inbound ones
+# Messaging statuses (Twilio's Message resource) as receipt statuses (docs/design.md). Inbound ones
 # say nothing about delivery and are skipped. `partially_delivered` is not in the spec: some
 # of a message's parts reached the handset, which confirms no more than `sent`.
 MESSAGING_STATUSES: Final = {
@@ -67,8 +69,7 @@ _ANY_PREFIX = re.compile(r"[a-zA-Z]{2}")
 # The spelling nearly every SID arrives in (lower-case hex): accepted as is in one match.
 _CANONICAL_SID = re.compile(r"[A-Z]{2}[0-9a-f]{32}")
 _CHANNEL = re.compile(r"[a-z][a-z0-9_-]{0,31}")
-_MAX_FORM_FIELDS = 200
-_MAX_ERROR_CODE = 2**31 - 1  # stored as a Postgres integer
+_MAX_ERROR_CODE = MAX_ERROR_CODE
 
 
 class InvalidRecord(Exception):
@@ -147,7 +148,7 @@ def parse_record(
     """Parse one record. A record is atomic: if any part of it is bad, none of it is applied.
 
     `timestamp_ms` is the Kafka record's timestamp: the time of a Messaging status callback,
-    which carries none of its own (SPEC §2b).
+    which carries none of its own.
     """
     if not value:
         raise InvalidRecord("empty_value", "record has no value (tombstone or empty)")
@@ -277,151 +278,12 @@ def _parse_form(value: bytes, timestamp_ms: int | None) -> ParsedRecord:
     return parsed
 
 
-def _form_pairs(text: str) -> list[tuple[str, str]]:
-    """`parse_qsl(text, keep_blank_values=True, strict_parsing=True, errors="strict",
-    max_num_fields=_MAX_FORM_FIELDS)`, with the same results and errors, in fewer calls."""
-    items = text.split("&") if text else []
-    if len(items) > _MAX_FORM_FIELDS:
-        raise ValueError("Max number of fields exceeded")
-    pairs = []
-    for item in items:
-        name, equals, value = item.partition("=")
-        if not equals:
-            raise ValueError(f"bad query field: {item!r}")
-        if "%" in name or "+" in name:
-            name = unquote(name.replace("+", " "), errors="strict")
-        if "%" in value or "+" in value:
-            value = unquote(value.replace("+", " "), errors="strict")
-        pairs.append((name, value))
-    return pairs
-
-
 def _add_event(doc: Mapping[str, object], names: _FieldNames, parsed: ParsedRecord) -> None:
     event = _common_event(doc, names)
     if event is None:
         _add_event_checked(doc, names, parsed)
     else:
         parsed.events.append(event)
-
-
-# The shape nearly every event has, checked at once: all seven SIDs present, canonical and
-# with their prefixes (one match over them joined by NUL, which no valid SID contains).
-_COMMON_SIDS = re.compile(
-    "\x00".join(
-        f"{prefix}[0-9a-f]{{32}}" for prefix in ("AC", "IS", "CH", "IM", "DY", "[A-Z]{2}", "MB")
-    )
-)
-_COMMON_STATUS: Final = {None: Status.QUEUED, "": Status.QUEUED} | {s.label: s for s in Status}
-
-
-def _common_event(doc: Mapping[str, object], names: _FieldNames) -> ReceiptEvent | None:
-    """The event if it has the common shape, else None (then `_add_event_checked` decides).
-
-    Gives exactly what the checked path gives for such an event, with far fewer calls: all
-    SIDs canonical, no explicit channel, a lower-case status, an integer or empty error code
-    and ISO dates. Anything else (a bad value, another spelling) goes the checked way.
-    """
-    get = doc.get
-    sids = (
-        get(names.account),
-        get(names.chat_service),
-        get(names.conversation),
-        get(names.message),
-        get(names.receipt),
-        get(names.channel_message),
-        get(names.participant),
-    )
-    try:
-        if _COMMON_SIDS.fullmatch("\x00".join(sids)) is None:  # type: ignore[arg-type]
-            return None
-    except TypeError:  # an absent, null or non-string SID
-        return None
-    if "Channel" in doc or "channel" in doc:
-        return None
-    label = get(names.status)
-    status = _COMMON_STATUS.get(label) if label is None or type(label) is str else None
-    error_code = get(names.error_code)
-    if error_code == "":
-        error_code = None
-    elif (
-        type(error_code) is str
-        and len(error_code) <= 10
-        and error_code.isascii()
-        and error_code.isdigit()
-    ):
-        error_code = int(error_code)  # a form body's
-    if error_code is not None and (
-        type(error_code) is not int or not 0 <= error_code <= _MAX_ERROR_CODE
-    ):
-        return None
-    date_created = _common_date(get(names.date_created))
-    updated = get(names.date_updated)
-    date_updated = date_created if updated is None or updated == "" else _common_date(updated)
-    if status is None or date_created is None or date_updated is None:
-        return None
-    account, chat_service, conversation, message, receipt, channel_message, participant = sids
-    prefix = channel_message[:2]  # type: ignore[index]
-    return ReceiptEvent(
-        account,  # type: ignore[arg-type]
-        chat_service,  # type: ignore[arg-type]
-        conversation,  # type: ignore[arg-type]
-        message,  # type: ignore[arg-type]
-        receipt,  # type: ignore[arg-type]
-        channel_message,  # type: ignore[arg-type]
-        participant,  # type: ignore[arg-type]
-        "whatsapp" if prefix == "WA" else "sms" if prefix in ("SM", "MM") else "unknown",
-        status,
-        error_code or None,
-        date_created,
-        date_updated,
-    )
-
-
-# RFC 2822 as form bodies carry it: "Sun, 01 Mar 2026 00:00:12 +0000".
-_RFC2822 = re.compile(
-    r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), (\d{1,2}) "
-    r"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) ([1-9]\d{3}) "
-    r"(\d\d):(\d\d):(\d\d) ([+-])(\d\d)(\d\d)"
-)
-_MONTHS = {
-    name: number
-    for number, name in enumerate(
-        ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1
-    )
-}
-
-
-def _common_date(value: object) -> datetime | None:
-    """An RFC 3339 or common RFC 2822 date as `parse_timestamp` reads it, else None."""
-    if type(value) is not str:
-        return None
-    if not value[:4].isdigit():
-        return _rfc2822_date(value)
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    try:
-        return parsed.astimezone(UTC)
-    except OverflowError:
-        return None
-
-
-def _rfc2822_date(value: str) -> datetime | None:
-    match = _RFC2822.fullmatch(value)
-    if match is None:
-        return None
-    day, month, year, hour, minute, second, sign, off_h, off_m = match.groups()
-    offset = timedelta(hours=int(off_h), minutes=int(off_m))
-    if offset >= timedelta(hours=24):
-        return None
-    try:
-        local = datetime(int(year), _MONTHS[month], int(day), int(hour), int(minute), int(second))
-        return (local - offset if sign == "+" else local + offset).replace(tzinfo=UTC)
-    except (ValueError, OverflowError):
-        return None
 
 
 def _add_event_checked(doc: Mapping[str, object], names: _FieldNames, parsed: ParsedRecord) -> None:

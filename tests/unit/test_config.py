@@ -17,6 +17,8 @@ def test_defaults_follow_the_spec() -> None:
         "delivery-receipts-worker",
     )
     assert s.http_port == 8080 and s.max_record_bytes == 65536
+    assert s.history_retention_days == 0  # history kept forever unless asked
+    assert Settings.from_env({**BASE, "HISTORY_RETENTION_DAYS": "90"}).history_retention_days == 90
 
 
 def test_environment_and_overrides() -> None:
@@ -32,6 +34,8 @@ def test_environment_and_overrides() -> None:
         ({"HTTP_PORT": "eighty"}, "HTTP_PORT"),
         ({"HTTP_PORT": "70000"}, "HTTP_PORT"),
         ({"BATCH_MAX_RECORDS": "0"}, "BATCH_MAX_RECORDS"),
+        ({"HISTORY_RETENTION_DAYS": "-1"}, "HISTORY_RETENTION_DAYS"),
+        ({"HISTORY_RETENTION_DAYS": "90d"}, "HISTORY_RETENTION_DAYS"),
         ({"KAFKA_SESSION_TIMEOUT_MS": "500"}, "KAFKA_SESSION_TIMEOUT_MS"),
         ({"KAFKA_SESSION_TIMEOUT_MS": "6s"}, "KAFKA_SESSION_TIMEOUT_MS"),
         ({"SHUTDOWN_GRACE_S": "soon"}, "SHUTDOWN_GRACE_S"),

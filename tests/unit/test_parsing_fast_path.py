@@ -1,8 +1,8 @@
-"""The parser's fast path (`_common_event`) gives exactly what the checked path gives.
+"""The parser's fast path gives exactly what the checked path gives.
 
-`_common_event` handles the shape nearly every event has in a few calls and hands anything
-else to `_add_event_checked`; these tests parse the same inputs with the fast path switched
-off and compare: same events, or the same reason and message.
+`worker.parsing_fast.common_event` handles the shape nearly every event has in a few calls
+and hands anything else to `_add_event_checked`; these tests parse the same inputs with the
+fast path switched off and compare: same events, or the same reason and message.
 """
 
 from __future__ import annotations

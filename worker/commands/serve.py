@@ -25,26 +25,10 @@ def migrate(settings: Settings) -> None:
 
 
 def run(settings: Settings) -> None:
-    from worker.service import run_worker
+    from worker.service import run_worker, tune_gc
 
-    _tune_gc()
+    tune_gc()
     event_loop_runner()(run_worker(settings))
-
-
-# The worker allocates a few dozen objects per event and keeps a batch of them alive; with the
-# default threshold (700) the cyclic collector ran many times per batch and rescanned the
-# live batch each time: about a third of the parsing time (docs/benchmark.md). What the
-# worker creates per event holds no reference cycles, so collecting rarely loses nothing.
-_GC_THRESHOLDS = (50_000, 20, 100)
-
-
-def _tune_gc() -> None:
-    """Fewer cyclic collections for the long-running worker; start-up objects frozen out."""
-    import gc
-
-    gc.collect()
-    gc.freeze()  # modules, settings, clients: never garbage, never rescanned
-    gc.set_threshold(*_GC_THRESHOLDS)
 
 
 def api(settings: Settings, credentials: Credentials | None) -> None:

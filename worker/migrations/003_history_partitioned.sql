@@ -96,10 +96,13 @@ CREATE FUNCTION delivery_receipt_history_drop_before(horizon timestamptz) RETURN
 DECLARE
     month date;
 BEGIN
+    -- One replica at a time, and never beside a creation (the creators' lock).
+    PERFORM pg_advisory_xact_lock(110442785538051);
     FOR month IN SELECT * FROM delivery_receipt_history_months() LOOP
         IF ((month + interval '1 month')::timestamp AT TIME ZONE 'UTC') <= horizon THEN
             RETURN NEXT 'delivery_receipt_history_p' || to_char(month, 'YYYYMM');
-            EXECUTE format('DROP TABLE %I', 'delivery_receipt_history_p' || to_char(month, 'YYYYMM'));
+            EXECUTE format('DROP TABLE IF EXISTS %I',
+                           'delivery_receipt_history_p' || to_char(month, 'YYYYMM'));
         END IF;
     END LOOP;
 END $$;
