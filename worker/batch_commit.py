@@ -14,7 +14,14 @@ from dataclasses import dataclass
 
 from worker.events import ReceiptEvent, StatusEvent
 from worker.faults import CrashPoints
-from worker.reduction import ReceiptChange, ReceiptKey, apply_batch, coalesce, distinct_history
+from worker.reduction import (
+    ReceiptChange,
+    ReceiptKey,
+    apply_batch,
+    coalesce,
+    distinct_history,
+    merge,
+)
 from worker.status_join import LinkPlan, LinkRow, as_receipt_event, plan_links
 from worker.store import BatchTransaction, ConcurrentWrite, Store
 from worker.summaries import Summary, encode_summary_event
@@ -61,7 +68,7 @@ async def commit_batch(
         plan = await _join_statuses(tx, receipt_links, statuses)
         stored = await tx.claim_receipts(states, also={key for key, _ in plan.apply})
         joined, foreign = _joined_events(plan, states, stored)
-        incoming = coalesce([*events, *joined]) if joined else states
+        incoming = _with_joined(states, joined)
         outcome = apply_batch(stored, incoming)
         # New receipts were inserted with their batch state; a status joined to one moves it.
         await tx.update_receipts(
@@ -88,6 +95,20 @@ async def commit_batch(
         statuses_pending=sum(1 for s in statuses if s.channel_message_sid in plan.pending),
         statuses_foreign=foreign,
     )
+
+
+def _with_joined(
+    states: Mapping[ReceiptKey, ReceiptEvent], joined: Sequence[ReceiptEvent]
+) -> Mapping[ReceiptKey, ReceiptEvent]:
+    """The batch's receipt states with the joined status events merged in (the batch's
+    events are coalesced once; only the joined ones are merged on top)."""
+    if not joined:
+        return states
+    incoming = dict(states)
+    for event in joined:
+        current = incoming.get(event.key)
+        incoming[event.key] = event if current is None else merge(current, event)
+    return incoming
 
 
 async def _join_statuses(
