@@ -15,24 +15,10 @@ from urllib.parse import urlencode
 import orjson
 import pytest
 
+from tests.unit.test_parsing import GOOD  # the same valid webhook
 from worker import parsing
 from worker.loadgen import disorder, encode_mixed, generate_events
 from worker.parsing import InvalidRecord, ParsedRecord, parse_record
-
-GOOD = {
-    "EventType": "onDeliveryUpdated",
-    "AccountSid": "AC74bf20f876ffc474c0251908fcdce4b3",
-    "ChatServiceSid": "IS14f68d9dcbd7a085a368932ff2b2d409",
-    "ConversationSid": "CHdd311ca871902316d9841aab4ccec38d",
-    "MessageSid": "IM79d89a0da0c41aebb8f010b8e9a5b5ab",
-    "DeliveryReceiptSid": "DY78d1fa0141312f12fa5a2bcc9b86ad34",
-    "ChannelMessageSid": "SM0c251bec1d1bfadde07682d7d40ab83e",
-    "ParticipantSid": "MB3c3a30f47c123c50a303f99217331a52",
-    "Status": "undelivered",
-    "ErrorCode": 30003,
-    "DateCreated": "2026-03-01T12:00:00Z",
-    "DateUpdated": "2026-03-01T12:00:07Z",
-}
 
 # Values on both sides of the fast path's edges, for every field.
 ODD: dict[str, list[object]] = {
