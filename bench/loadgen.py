@@ -28,9 +28,8 @@ from worker.loadgen import (
     Record,
     disorder,
     encode_mixed,
-    encode_statuses,
     generate_events,
-    messaging_outcomes,
+    outcomes_in_place,
 )
 
 PRODUCED_AT_HEADER = "bench-produced-at"
@@ -105,6 +104,7 @@ def build_stream(
     array_rate: float = 0.0,
     poison_rate: float = 0.0,
     messaging_share: float = 0.0,
+    scatter_statuses: bool = False,
 ) -> Stream:
     """About `events` events (duplicates included), in mixed input forms, out of order.
 
@@ -112,7 +112,10 @@ def build_stream(
     `keying` and `array_rate` are those of `worker.loadgen.encode_mixed`; `poison_rate` is the
     share of records that are bad (each kind the worker dead-letters), inserted at random.
     With `messaging_share`, that share of the receipts' outcomes are Messaging status
-    events instead (`worker.loadgen.messaging_outcomes`), in every Messaging form, mixed in.
+    events instead, each in the place of the receipt event it stands for
+    (`worker.loadgen.outcomes_in_place`), in every Messaging form; with `scatter_statuses`,
+    each at a random place of the whole stream instead (the worst case: about half come
+    before their receipt, and none in the batch of its receipt's other events).
     """
     unique_target = max(1, round(events / (1 + duplicate_rate)))
     base, n_messages = _events_up_to(
@@ -122,15 +125,19 @@ def build_stream(
         max_messages=messages,
         whatsapp_prefix="SM" if messaging_share else "WA",
     )
-    kept, moved = messaging_outcomes(base, seed=seed, share=messaging_share)
-    ordered = disorder(kept, seed=seed, duplicate_rate=duplicate_rate)
-    records = encode_mixed(ordered, seed=seed, keying=keying, array_rate=array_rate)
-    statuses: list[StatusEvent] = []
-    if moved:
-        statuses = disorder([s for _, s in moved], seed=seed + 1, duplicate_rate=duplicate_rate)
+    pairs = outcomes_in_place(base, seed=seed, share=messaging_share)
+    items: list[ReceiptEvent | StatusEvent] = disorder(
+        [e if s is None else s for e, s in pairs], seed=seed, duplicate_rate=duplicate_rate
+    )
+    if scatter_statuses:
         rng = random.Random(seed + 2)
-        for record in encode_statuses(statuses, seed=seed, keying=keying):
-            records.insert(rng.randrange(len(records) + 1), record)
+        scattered = [i for i in items if isinstance(i, StatusEvent)]
+        items = [i for i in items if isinstance(i, ReceiptEvent)]
+        for status in scattered:
+            items.insert(rng.randrange(len(items) + 1), status)
+    records = encode_mixed(items, seed=seed, keying=keying, array_rate=array_rate)
+    ordered = [i for i in items if isinstance(i, ReceiptEvent)]
+    statuses = [i for i in items if isinstance(i, StatusEvent)]
     records, poison = with_poison(records, poison_rate, seed=seed)
     return Stream(ordered, records, n_messages, poison, tuple(statuses))
 

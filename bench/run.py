@@ -71,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--events", type=int, default=300_000, help="throughput: events")
     a("--partitions", type=int, default=6, help="input topic partitions")
     a("--mixed-messages", type=int, default=30_000, help="mixed: messages (≈ 7.5 events each)")
+    a("--scatter-statuses", action="store_true",
+      help="messaging: status events anywhere, not where their receipt events were")  # fmt: skip
     a("--latency-rate", type=float, default=5000, help="latency: offered events/s")
     a("--latency-seconds", type=float, default=30, help="latency: duration")
     a("--latency-linger-ms", type=int, default=5, help="latency: producer linger")

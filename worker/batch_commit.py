@@ -22,7 +22,7 @@ from worker.reduction import (
     distinct_history,
     merge,
 )
-from worker.status_join import LinkPlan, LinkRow, as_receipt_event, plan_links
+from worker.status_join import LinkPlan, as_receipt_event, fresh_links, plan_links
 from worker.store import BatchTransaction, ConcurrentWrite, Store
 from worker.summaries import Summary, encode_summary_event
 
@@ -92,7 +92,7 @@ async def commit_batch(
         outcome.changes,
         summaries,
         statuses_applied=len(joined),
-        statuses_pending=sum(1 for s in statuses if s.channel_message_sid in plan.pending),
+        statuses_pending=sum(1 for s in statuses if s.channel_message_sid in plan.waiting),
         statuses_foreign=foreign,
     )
 
@@ -119,21 +119,9 @@ async def _join_statuses(
     """Claim the link rows of the batch's channel messages and decide the join."""
     if not statuses and not receipt_links:
         return LinkPlan()
-    # What the batch alone would make of each channel message: inserted where no row exists.
-    fresh = plan_links({}, receipt_links, statuses)
-    rows = await tx.claim_links(
-        {
-            **{sid: LinkRow(None, pending) for sid, pending in fresh.pending.items()},
-            **{sid: LinkRow(key) for sid, key in fresh.link.items()},
-        }
-    )
-    plan = plan_links(rows, receipt_links, statuses)
-    await tx.update_links(
-        {
-            **{s: LinkRow(None, p) for s, p in plan.pending.items() if s in rows},
-            **{s: LinkRow(key) for s, key in plan.link.items() if s in rows},
-        }
-    )
+    existing = await tx.claim_links(fresh_links(receipt_links, statuses))
+    plan = plan_links(existing, receipt_links, statuses)
+    await tx.update_links(plan.updates)
     return plan
 
 

@@ -54,6 +54,8 @@ CREATE TEMP TABLE IF NOT EXISTS batch_changed ({_EVENT_COLUMNS}) ON COMMIT DELET
 CREATE TEMP TABLE IF NOT EXISTS batch_history ({_EVENT_COLUMNS}) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS batch_keys (message_sid text, participant_sid text)
     ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS batch_links (channel_message_sid text, message_sid text,
+    participant_sid text, pending text) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS batch_deltas (message_sid text, conversation_sid text,
     account_sid text, chat_service_sid text, total integer, sent_count integer,
     delivered_count integer, read_count integer, failed_count integer,
@@ -129,23 +131,24 @@ UPDATE delivery_receipts AS r
 """
 
 # Channel message links (docs/design.md, "Messaging status events"), claimed like receipts:
-# links already written need no lock (they never change), the rest are inserted first or
-# locked, in key order. Few rows per batch, so plain arrays rather than COPY.
-_READ_LINKED = """
-SELECT channel_message_sid, message_sid, participant_sid
-  FROM channel_message_links
- WHERE channel_message_sid = ANY($1::text[]) AND message_sid IS NOT NULL
-"""
+# the batch's rows are inserted first where none exists (which locks them); of the rows
+# that existed, links need no lock (they never change) and placeholders are locked, in key
+# order. A link row travels like a receipt event, by COPY: (channel message SID, message
+# SID, participant SID, waiting status events as JSON).
 _INSERT_NEW_LINKS = """
 INSERT INTO channel_message_links (channel_message_sid, message_sid, participant_sid, pending)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[])
+SELECT channel_message_sid, message_sid, participant_sid, pending::jsonb
+  FROM batch_links
+ ORDER BY channel_message_sid
 ON CONFLICT (channel_message_sid) DO NOTHING
 RETURNING channel_message_sid
 """
-_LOCK_LINKS = """
+_READ_LINKS = """
 SELECT channel_message_sid, message_sid, participant_sid, pending::text AS pending
   FROM channel_message_links
  WHERE channel_message_sid = ANY($1::text[])
+"""
+_LOCK_LINKS = f"""{_READ_LINKS}
  ORDER BY channel_message_sid
    FOR UPDATE
 """
@@ -199,13 +202,17 @@ OUTBOX_ORDER_LOCK = 0x6472_7700_0001
 OUTBOX_RELAY_LOCK = 0x6472_7700_0002
 
 
-def _link_columns(rows: Sequence[LinkRow]) -> list[list[object]]:
-    """Link rows as the message_sid, participant_sid and pending (jsonb text) arrays."""
-    return [
-        [None if r.receipt is None else r.receipt[0] for r in rows],
-        [None if r.receipt is None else r.receipt[1] for r in rows],
-        [_encode_pending(r.pending) for r in rows],
-    ]
+def _link_values(row: LinkRow) -> tuple[str | None, str | None, str | None]:
+    """A link row's message_sid, participant_sid and pending (JSON text) columns."""
+    if row.receipt is None:
+        return None, None, _encode_pending(row.pending)
+    return row.receipt[0], row.receipt[1], None
+
+
+def _link_row(record: asyncpg.Record) -> LinkRow:
+    if record[1] is None:
+        return LinkRow(None, _decode_pending(record[0], record[3]))
+    return LinkRow((record[1], record[2]))
 
 
 def _encode_pending(statuses: Sequence[StatusEvent]) -> str | None:
@@ -275,30 +282,28 @@ class BatchTransaction:
     async def claim_links(self, fresh: Mapping[str, LinkRow]) -> dict[str, LinkRow]:
         """Lock the link rows of these channel messages; returns those that existed.
 
-        `fresh` is, per channel message, the row the batch would write if there were none;
-        it is inserted where there is none (and so locked), and absent from the result.
-        Links that name a receipt never change, so they are read without a lock.
+        `fresh` is, per channel message, the row the batch writes where there is none; it
+        is inserted there (and so locked), and absent from the result. Of the rows that
+        existed, links are read without a lock (they never change) and placeholders locked.
         """
-        sids = sorted(fresh)
-        rows = await self._conn.fetch(_READ_LINKED, sids)
-        found = {r[0]: LinkRow((r[1], r[2])) for r in rows}
-        rest = [s for s in sids if s not in found]
-        if not rest:
-            return found
-        inserted = await self._conn.fetch(
-            _INSERT_NEW_LINKS, rest, *_link_columns([fresh[s] for s in rest])
+        conn = self._conn
+        await conn.copy_records_to_table(
+            "batch_links", records=[(sid, *_link_values(row)) for sid, row in fresh.items()]
         )
-        new = {r[0] for r in inserted}
-        others = [s for s in rest if s not in new]
-        if not others:
-            return found
-        locked = await self._conn.fetch(_LOCK_LINKS, others)
-        if len(locked) != len(others):
-            # A placeholder expired between the insert and the lock: start the batch over.
-            raise ConcurrentWrite(f"{len(others) - len(locked)} links vanished while locked")
-        for r in locked:
-            receipt = None if r[1] is None else (r[1], r[2])
-            found[r[0]] = LinkRow(receipt, _decode_pending(r[0], r[3]))
+        inserted = {r[0] for r in await conn.fetch(_INSERT_NEW_LINKS)}
+        if len(inserted) == len(fresh):
+            return {}
+        rows = await conn.fetch(_READ_LINKS, sorted(s for s in fresh if s not in inserted))
+        found = {r[0]: _link_row(r) for r in rows}
+        placeholders = sorted(s for s, row in found.items() if row.receipt is None)
+        if placeholders:
+            locked = await conn.fetch(_LOCK_LINKS, placeholders)
+            found.update((r[0], _link_row(r)) for r in locked)
+        else:
+            locked = []
+        if len(found) != len(fresh) - len(inserted) or len(locked) != len(placeholders):
+            # Rows are deleted only when a placeholder expires: start the batch over.
+            raise ConcurrentWrite("a placeholder link expired while the batch claimed it")
         return found
 
     async def update_links(self, rows: Mapping[str, LinkRow]) -> None:
@@ -306,9 +311,8 @@ class BatchTransaction:
         if not rows:
             return
         sids = sorted(rows)
-        status = await self._conn.execute(
-            _UPDATE_LINKS, sids, *_link_columns([rows[s] for s in sids])
-        )
+        columns = zip(*(_link_values(rows[s]) for s in sids), strict=True)
+        status = await self._conn.execute(_UPDATE_LINKS, sids, *map(list, columns))
         if int(status.split()[-1]) != len(sids):
             raise ConcurrentWrite("a link changed while locked")
 

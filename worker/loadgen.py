@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from email.utils import format_datetime
@@ -246,34 +246,55 @@ def _key(
 
 
 def encode_mixed(
-    events: list[ReceiptEvent],
+    items: Sequence[ReceiptEvent | StatusEvent],
     *,
     seed: int = 1,
     keying: str = "message",
     array_rate: float = 0.0,
     max_array: int = 8,
 ) -> list[Record]:
-    """Each event in a form picked at random, so a stream exercises every parser path.
+    """Each event in a form picked at random, so a stream exercises every parser path:
+    receipt events in FORMS, Messaging status events in STATUS_FORMS.
 
-    With `array_rate`, that share of the events travels in CloudEvents arrays of 2 to
-    `max_array` consecutive events, which span messages and conversations, as a webhook sink
-    posts them; such a record is keyed like its first event.
+    With `array_rate`, that share of the steps takes 2 to `max_array` consecutive events
+    (receipt and status events alike) into one CloudEvents array, spanning messages and
+    conversations, as a webhook sink posts them; such a record is keyed like its first
+    event. A status callback is always a record of its own.
     """
     rng = random.Random(seed)
     records: list[Record] = []
     i = 0
-    while i < len(events):
+    while i < len(items):
         if array_rate and rng.random() < array_rate:
-            group = events[i : i + rng.randint(2, max_array)]
-            value = orjson.dumps([_cloudevent(e, rng) for e in group])
-            headers = [("content-type", b"application/cloudevents-batch+json")]
-            records.append(Record(record_key(group[0], keying, rng), value, headers))
-            i += len(group)
-            continue
-        record = encode(events[i], rng.choice(FORMS), rng)
-        records.append(Record(record_key(events[i], keying, rng), record.value, record.headers))
-        i += 1
+            group = items[i : i + rng.randint(2, max_array)]
+            value = orjson.dumps([_any_cloudevent(item, rng) for item in group])
+            record = Record(None, value, [("content-type", b"application/cloudevents-batch+json")])
+        else:
+            group = items[i : i + 1]
+            record = _encode_any(group[0], rng)
+        records.append(dataclasses.replace(record, key=_item_key(group[0], keying, rng)))
+        i += len(group)
     return records
+
+
+def _encode_any(item: ReceiptEvent | StatusEvent, rng: random.Random) -> Record:
+    if isinstance(item, StatusEvent):
+        return encode_status(item, rng.choice(STATUS_FORMS), rng)
+    return encode(item, rng.choice(FORMS), rng)
+
+
+def _any_cloudevent(item: ReceiptEvent | StatusEvent, rng: random.Random) -> dict[str, object]:
+    if isinstance(item, StatusEvent):
+        return _messaging_cloudevent(item, rng)
+    return _cloudevent(item, rng)
+
+
+def _item_key(item: ReceiptEvent | StatusEvent, keying: str, rng: random.Random) -> bytes | None:
+    if isinstance(item, StatusEvent):
+        # "message" and "conversation" key by the channel message SID, the only SID it has.
+        sid = item.channel_message_sid.encode()
+        return _key(keying, rng, sid, sid)
+    return record_key(item, keying, rng)
 
 
 # -- Messaging status events (input forms 5 and 6) --------------------------------------------
@@ -284,42 +305,43 @@ def messaging_outcomes(
 ) -> tuple[list[ReceiptEvent], list[tuple[ReceiptEvent, StatusEvent]]]:
     """Move the outcomes of `share` of the receipts out of the receipt stream.
 
+    Returns the receipt events left and, per status event, the receipt event it stands
+    for: their reduction is the state the worker must reach. See `outcomes_in_place`.
+    """
+    pairs = outcomes_in_place(events, seed=seed, share=share)
+    return [e for e, s in pairs if s is None], [(e, s) for e, s in pairs if s is not None]
+
+
+def outcomes_in_place(
+    events: list[ReceiptEvent], *, seed: int = 1, share: float = 1.0
+) -> list[tuple[ReceiptEvent, StatusEvent | None]]:
+    """Each event with the Messaging status event it becomes (None: it stays as it is).
+
     For a chosen receipt, the conversation receipt events keep only what says `sent` or
-    less (a receipt whose only event is an outcome gets a `sent` one at its creation time),
-    and every later outcome (delivered, read, failed, undelivered) becomes a Messaging
-    status event of its channel message. Returns the receipt events and, per status event,
-    the receipt event it stands for: their reduction is the state the worker must reach.
+    less, and every later outcome (delivered, read, failed, undelivered) becomes a status
+    event of its channel message, in the place of the receipt event it stands for. A
+    receipt whose only events are outcomes gets a `sent` one at its creation time, just
+    before the first of them.
     """
     rng = random.Random(seed)
     chosen: dict[tuple[str, str], bool] = {}
-    kept: list[ReceiptEvent] = []
-    moved: list[tuple[ReceiptEvent, StatusEvent]] = []
-    has_receipt_event: set[tuple[str, str]] = set()
     for e in events:
-        take = chosen.setdefault(e.key, rng.random() < share and e.channel_message_sid is not None)
-        if not take or e.status <= Status.SENT:
-            kept.append(e)
-            has_receipt_event.add(e.key)
+        chosen.setdefault(e.key, rng.random() < share and e.channel_message_sid is not None)
+    has_receipt_event = {e.key for e in events if not chosen[e.key] or e.status <= Status.SENT}
+    pairs: list[tuple[ReceiptEvent, StatusEvent | None]] = []
+    for e in events:
+        if not chosen[e.key] or e.status <= Status.SENT:
+            pairs.append((e, None))
             continue
-        moved.append(
-            (
-                e,
-                StatusEvent(
-                    e.account_sid,
-                    e.channel_message_sid or "",
-                    e.status,
-                    e.error_code,
-                    e.date_updated,
-                ),
-            )
-        )
-    for e, _ in moved:
         if e.key not in has_receipt_event:
             has_receipt_event.add(e.key)
-            kept.append(
-                e._replace(status=Status.SENT, error_code=None, date_updated=e.date_created)
-            )
-    return kept, moved
+            sent = e._replace(status=Status.SENT, error_code=None, date_updated=e.date_created)
+            pairs.append((sent, None))
+        status = StatusEvent(
+            e.account_sid, e.channel_message_sid or "", e.status, e.error_code, e.date_updated
+        )
+        pairs.append((e, status))
+    return pairs
 
 
 def plain_sms_statuses(
@@ -399,20 +421,6 @@ def encode_status(s: StatusEvent, form: str, rng: random.Random) -> Record:
     raise ValueError(f"unknown status form {form!r}")
 
 
-def encode_statuses(
-    statuses: list[StatusEvent], *, seed: int = 1, keying: str = "message"
-) -> list[Record]:
-    """Each status event in a Messaging form picked at random; `keying` as for receipts
-    ("message" and "conversation" key by the channel message SID, the only SID it has)."""
-    rng = random.Random(seed)
-    records = []
-    for s in statuses:
-        record = encode_status(s, rng.choice(STATUS_FORMS), rng)
-        sid = s.channel_message_sid.encode()
-        records.append(dataclasses.replace(record, key=_key(keying, rng, sid, sid)))
-    return records
-
-
 def synthetic_stream(
     messages: int,
     *,
@@ -427,13 +435,10 @@ def synthetic_stream(
     events = list(
         generate_events(messages, seed=seed, whatsapp_prefix="SM" if messaging_share else "WA")
     )
-    kept, moved = messaging_outcomes(events, seed=seed, share=messaging_share)
-    records = encode_mixed(disorder(kept, seed=seed, duplicate_rate=duplicate_rate), seed=seed)
-    statuses = [s for _, s in moved] + plain_sms_statuses(
-        plain_sms, seed=seed + 7919, account_sid=events[0].account_sid if events else None
-    )
-    if statuses:
-        rng = random.Random(seed)
-        for record in encode_statuses(statuses, seed=seed):
-            records.insert(rng.randrange(len(records) + 1), record)
-    return records
+    pairs = outcomes_in_place(events, seed=seed, share=messaging_share)
+    items: list[ReceiptEvent | StatusEvent] = [e if s is None else s for e, s in pairs]
+    rng = random.Random(seed)
+    account = events[0].account_sid if events else None
+    for status in plain_sms_statuses(plain_sms, seed=seed + 7919, account_sid=account):
+        items.insert(rng.randrange(len(items) + 1), status)
+    return encode_mixed(disorder(items, seed=seed, duplicate_rate=duplicate_rate), seed=seed)

@@ -1,9 +1,10 @@
 """The parser's fast path: an event in the shape nearly every event has, in few calls.
 
-`common_event` recognises that shape (all seven SIDs canonical, no explicit channel, a
-lower-case status, an integer or empty error code, ISO or plain RFC 2822 dates) and builds
-the event exactly as the field-by-field path of worker/parsing.py would; for anything else
-it returns None and that path decides, with its exact reasons. Tests compare both paths
+`common_event` recognises that shape (all seven SIDs canonical, a channel implied or in
+its canonical spelling, a lower-case status, an integer or empty error code, ISO or plain
+RFC 2822 dates) and builds the event exactly as the field-by-field path of
+worker/parsing.py would; for anything else it returns None and that path decides, with its
+exact reasons. Tests compare both paths
 (tests/unit/test_parsing_fast_path.py). `form_pairs` is `parse_qsl` as the parser calls it.
 """
 
@@ -82,8 +83,8 @@ def common_event(doc: Mapping[str, object], names: FieldNames) -> ReceiptEvent |
     """The event if it has the common shape, else None (then the checked path decides).
 
     Gives exactly what the checked path gives for such an event, with far fewer calls: all
-    SIDs canonical, no explicit channel, a lower-case status, an integer or empty error code
-    and ISO dates. Anything else (a bad value, another spelling) goes the checked way.
+    SIDs canonical, a channel implied or canonical, a lower-case status, an integer or empty
+    error code and ISO dates. Anything else (a bad value, another spelling) goes the checked way.
     """
     get = doc.get
     sids = (
@@ -100,7 +101,8 @@ def common_event(doc: Mapping[str, object], names: FieldNames) -> ReceiptEvent |
             return None
     except TypeError:  # an absent, null or non-string SID
         return None
-    if "Channel" in doc or "channel" in doc:
+    channel = _common_channel(doc, channel_message=sids[5])
+    if channel is None:
         return None
     label = get(names.status)
     status = _COMMON_STATUS.get(label) if label is None or type(label) is str else None
@@ -113,7 +115,6 @@ def common_event(doc: Mapping[str, object], names: FieldNames) -> ReceiptEvent |
     if status is None or date_created is None or date_updated is None:
         return None
     account, chat_service, conversation, message, receipt, channel_message, participant = sids
-    prefix = channel_message[:2]  # type: ignore[index]
     return ReceiptEvent(
         account,  # type: ignore[arg-type]
         chat_service,  # type: ignore[arg-type]
@@ -122,12 +123,31 @@ def common_event(doc: Mapping[str, object], names: FieldNames) -> ReceiptEvent |
         receipt,  # type: ignore[arg-type]
         channel_message,  # type: ignore[arg-type]
         participant,  # type: ignore[arg-type]
-        "whatsapp" if prefix == "WA" else "sms" if prefix in ("SM", "MM") else "unknown",
+        channel,
         status,
         error_code,  # type: ignore[arg-type]
         date_created,
         date_updated,
     )
+
+
+_COMMON_CHANNEL = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+
+
+def _common_channel(doc: Mapping[str, object], channel_message: object) -> str | None:
+    """The channel: implied by the channel message SID's prefix, or given in its canonical
+    spelling under one name (not `chat`, whose events are skipped), else None."""
+    explicit = doc.get("Channel", _NOT_COMMON)
+    if explicit is _NOT_COMMON:
+        explicit = doc.get("channel", _NOT_COMMON)
+    elif "channel" in doc:
+        return None
+    if explicit is _NOT_COMMON:
+        prefix = channel_message[:2]  # type: ignore[index]
+        return "whatsapp" if prefix == "WA" else "sms" if prefix in ("SM", "MM") else "unknown"
+    if type(explicit) is not str or explicit == "chat" or not _COMMON_CHANNEL.fullmatch(explicit):
+        return None
+    return explicit
 
 
 # RFC 2822 as form bodies carry it: "Sun, 01 Mar 2026 00:00:12 +0000".

@@ -4,24 +4,25 @@ The rule is in docs/design.md ("Input forms", "Messaging status events join rece
 
 A status event names only a channel message (SM/MM). Each channel message has one link
 row: once its receipt is known, the link names it (and never changes again); before that,
-the row is a placeholder holding the status events that arrived first. `plan_links` decides,
-from the link rows of a batch's channel messages (read under lock) and the batch itself,
-which links to write, which status events wait and which apply now. Nothing here does I/O,
-so the same decisions are property-tested for any order and any duplication.
+the row is a placeholder holding the status events that arrived first. `fresh_links` says
+what the batch writes where no row exists; `plan_links` decides, from the rows that
+existed (read under lock) and the batch itself, which of those change, which status
+events wait and which apply now. Nothing here does I/O, so the same decisions are
+property-tested for any order and any duplication.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from worker.events import ReceiptEvent, StatusEvent
 
 ReceiptKey = tuple[str, str]
 
 
-@dataclass(frozen=True, slots=True)
-class LinkRow:
+class LinkRow(NamedTuple):
     """A stored link: the receipt of a channel message, or the status events waiting for it."""
 
     receipt: ReceiptKey | None
@@ -30,24 +31,43 @@ class LinkRow:
 
 @dataclass(slots=True)
 class LinkPlan:
-    """What a batch does to the link rows it locked, and the status events it applies."""
+    """What a batch does to the link rows that existed, and the status events it applies."""
 
-    # Channel messages whose receipt this batch makes known.
-    link: dict[str, ReceiptKey] = field(default_factory=dict)
-    # Channel messages still without a receipt, with every status event waiting for it.
-    pending: dict[str, tuple[StatusEvent, ...]] = field(default_factory=dict)
+    # Rows that existed and change: placeholders that get their receipt or more waiting events.
+    updates: dict[str, LinkRow] = field(default_factory=dict)
+    # Channel messages still without a receipt after this batch.
+    waiting: set[str] = field(default_factory=set)
     # Status events to apply now (batch ones and ones that were waiting), with their receipt.
     apply: list[tuple[ReceiptKey, StatusEvent]] = field(default_factory=list)
 
 
+def fresh_links(
+    receipt_links: Mapping[str, ReceiptKey], statuses: Iterable[StatusEvent]
+) -> dict[str, LinkRow]:
+    """The row the batch writes for each of its channel messages where none exists yet.
+
+    A receipt in the batch makes the link; a status event with no receipt in the batch makes
+    a placeholder holding it. The transaction inserts these first (which locks them) and
+    hands the rows that already existed to `plan_links`.
+    """
+    waiting: dict[str, list[StatusEvent]] = {}
+    for status in statuses:
+        if status.channel_message_sid not in receipt_links:
+            waiting.setdefault(status.channel_message_sid, []).append(status)
+    rows = {sid: LinkRow(None, distinct_statuses(found)) for sid, found in waiting.items()}
+    rows.update((sid, LinkRow(key)) for sid, key in receipt_links.items())
+    return rows
+
+
 def plan_links(
-    rows: Mapping[str, LinkRow],
+    existing: Mapping[str, LinkRow],
     receipt_links: Mapping[str, ReceiptKey],
     statuses: Iterable[StatusEvent],
 ) -> LinkPlan:
-    """Join a batch's status events to receipts.
+    """Join a batch's status events to receipts, once its `fresh_links` are inserted.
 
-    `rows` holds the stored link rows of the batch's channel messages (absent: no row yet);
+    `existing` holds the rows that were already stored (read under lock) for the batch's
+    channel messages; every other one of them now holds its `fresh_links` row.
     `receipt_links` maps the channel message SID of each receipt in the batch to its key.
     A link, once stored, wins over a batch receipt that names the same channel message: a
     channel message has one receipt, and the first one seen keeps it.
@@ -56,19 +76,28 @@ def plan_links(
     for status in statuses:
         by_channel.setdefault(status.channel_message_sid, []).append(status)
     plan = LinkPlan()
-    for sid in sorted(by_channel.keys() | receipt_links.keys()):
-        row = rows.get(sid)
-        receipt = row.receipt if row is not None else None
-        waiting: Sequence[StatusEvent] = row.pending if row is not None else ()
-        if receipt is None and sid in receipt_links:
-            receipt = plan.link[sid] = receipt_links[sid]
-            plan.apply.extend((receipt, s) for s in waiting)
-            waiting = ()
+    for sid in sorted(by_channel.keys() | existing.keys()):
         arrived = by_channel.get(sid, ())
+        row = existing.get(sid)
+        if row is None:  # the batch's fresh row: a link to its receipt, or a placeholder
+            receipt = receipt_links.get(sid)
+            if receipt is None:
+                plan.waiting.add(sid)
+            else:
+                plan.apply.extend((receipt, s) for s in arrived)
+            continue
+        receipt, waiting = row
+        if receipt is None and sid in receipt_links:
+            receipt = receipt_links[sid]
+            plan.updates[sid] = LinkRow(receipt)
+            plan.apply.extend((receipt, s) for s in waiting)
         if receipt is not None:
             plan.apply.extend((receipt, s) for s in arrived)
-        elif arrived:
-            plan.pending[sid] = distinct_statuses([*waiting, *arrived])
+            continue
+        plan.waiting.add(sid)
+        merged = distinct_statuses([*waiting, *arrived])
+        if merged != waiting:
+            plan.updates[sid] = LinkRow(None, merged)
     return plan
 
 

@@ -70,11 +70,18 @@ async def mixed(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
 
 async def messaging(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     """The mixed stream twice in one sitting: as is, then with half of the receipts'
-    outcomes as Messaging status events joined by channel message SID (SPEC 2b)."""
+    outcomes as Messaging status events joined by channel message SID (docs/design.md,
+    "Input forms"), each where its receipt event was (`--scatter-statuses`: anywhere)."""
     options = {**MIXED, "messages": args.mixed_messages}
     plain = await scenario_drain(stack, "mixed", args, args.mixed_messages * 8, **options)
     joined = await scenario_drain(
-        stack, "messaging", args, args.mixed_messages * 8, messaging_share=0.5, **options
+        stack,
+        "messaging",
+        args,
+        args.mixed_messages * 8,
+        messaging_share=0.5,
+        scatter_statuses=args.scatter_statuses,
+        **options,
     )
     return {
         "plain": plain,

@@ -24,7 +24,6 @@ from tests.reliability.harness import Fleet, Stream, env_int, seed_for, verify_f
 from worker.events import Status
 from worker.loadgen import (
     encode_mixed,
-    encode_statuses,
     generate_events,
     messaging_outcomes,
     plain_sms_statuses,
@@ -47,7 +46,7 @@ async def test_outcomes_only_as_messaging_events_join_their_receipts(
     statuses += rng.sample(statuses, len(statuses) // 10)  # Twilio retries: duplicates
 
     receipt_records = encode_mixed(kept, seed=seed, keying="random", array_rate=0.1)
-    status_records = encode_statuses([*statuses, *plain], seed=seed, keying="random")
+    status_records = encode_mixed([*statuses, *plain], seed=seed, keying="random")
     rng.shuffle(status_records)
     early, late = (
         status_records[: len(status_records) // 3],

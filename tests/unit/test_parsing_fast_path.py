@@ -37,7 +37,9 @@ ODD: dict[str, list[object]] = {
                     "Fri, 31 Dec 9999 23:59:59 -0100", "Sun, 01 Mar 2026 12:00:00 +2400",
                     "0001-01-01T00:00:00+01:00", None, "", "yesterday"],
     "DateUpdated": [None, "", "Sun, 01 Mar 2026 12:00:07 -0000", "2026-03-01T12:00:07"],
-    "Channel": ["chat", "WhatsApp", "", None],
+    "Channel": ["chat", "WhatsApp", "", None, "whatsapp", "sms", "messenger", " sms", "x" * 33,
+                "-sms", 7],
+    "channel": ["whatsapp", "chat", None, "", "Sms"],
 }  # fmt: skip
 
 
@@ -84,8 +86,9 @@ def test_fast_path_agrees_with_the_checked_path_at_the_edges(form: str) -> None:
         assert fast == checked, doc
 
 
-def test_fast_path_agrees_on_the_generated_stream() -> None:
-    events = disorder(list(generate_events(300, seed=3)), seed=3)
+@pytest.mark.parametrize("whatsapp_prefix", ["WA", "SM"])  # SM: the channel is explicit
+def test_fast_path_agrees_on_the_generated_stream(whatsapp_prefix: str) -> None:
+    events = disorder(list(generate_events(300, seed=3, whatsapp_prefix=whatsapp_prefix)), seed=3)
     records = encode_mixed(events, seed=3, keying="mixed", array_rate=0.3)
     fast_events = 0
     for record in records:
@@ -94,6 +97,11 @@ def test_fast_path_agrees_on_the_generated_stream() -> None:
         assert isinstance(fast, ParsedRecord)
         fast_events += len(fast.events)
     assert fast_events == len(events)
+    # And every generated event takes the fast path: the checked one is never called.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(parsing, "_add_event_checked", lambda doc, names, parsed: 1 / 0)
+        for record in records:
+            parse_record(record.value, record.headers, max_bytes=65536)
 
 
 def test_form_pairs_is_parse_qsl() -> None:

@@ -22,6 +22,7 @@ from worker.status_join import (
     LinkRow,
     as_receipt_event,
     distinct_statuses,
+    fresh_links,
     plan_links,
 )
 
@@ -43,14 +44,13 @@ class Model:
         receipt_links = {
             s.channel_message_sid: k for k, s in states.items() if s.channel_message_sid
         }
-        wanted = receipt_links.keys() | {s.channel_message_sid for s in statuses}
-        plan = plan_links(
-            {c: self.links[c] for c in wanted if c in self.links}, receipt_links, statuses
-        )
-        for c, key in plan.link.items():
-            self.links[c] = LinkRow(key)
-        for c, pending in plan.pending.items():
-            self.links[c] = LinkRow(None, pending)
+        # As the transaction does: insert the fresh rows where none exists, plan with the rest.
+        fresh = fresh_links(receipt_links, statuses)
+        existing = {c: self.links[c] for c in fresh if c in self.links}
+        self.links.update((c, row) for c, row in fresh.items() if c not in existing)
+        plan = plan_links(existing, receipt_links, statuses)
+        assert plan.updates.keys() <= existing.keys()
+        self.links.update(plan.updates)
         joined = []
         for key, status in plan.apply:
             receipt = states.get(key) or self.receipts[key]
@@ -112,22 +112,27 @@ def test_a_status_before_its_receipt_waits_then_applies_with_it() -> None:
         30003,
         datetime(2026, 3, 1, 1, tzinfo=UTC),
     )
+    assert fresh_links({}, [status]) == {status.channel_message_sid: LinkRow(None, (status,))}
     first = plan_links({}, {}, [status])
-    assert first.pending == {status.channel_message_sid: (status,)} and not first.apply
+    assert first.waiting == {status.channel_message_sid} and not first.apply
+    assert not first.updates  # the fresh placeholder already holds it
     second = plan_links(
         {status.channel_message_sid: LinkRow(None, (status,))},
         {status.channel_message_sid: receipt.key},
         [],
     )
-    assert second.link == {status.channel_message_sid: receipt.key}
-    assert second.apply == [(receipt.key, status)] and not second.pending
+    assert second.updates == {status.channel_message_sid: LinkRow(receipt.key)}
+    assert second.apply == [(receipt.key, status)] and not second.waiting
+    # A duplicate of a waiting status changes nothing.
+    third = plan_links({status.channel_message_sid: LinkRow(None, (status,))}, {}, [status])
+    assert not third.updates and third.waiting == {status.channel_message_sid}
 
 
 def test_a_stored_link_wins_over_another_receipt_naming_the_same_channel_message() -> None:
     status = plain_sms_statuses(1, seed=1)[0]
     sid = status.channel_message_sid
     plan = plan_links({sid: LinkRow(("IMa", "MBa"))}, {sid: ("IMb", "MBb")}, [status])
-    assert not plan.link and plan.apply == [(("IMa", "MBa"), status)]
+    assert not plan.updates and plan.apply == [(("IMa", "MBa"), status)]
 
 
 def test_another_accounts_status_is_not_applied() -> None:
