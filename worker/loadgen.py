@@ -18,6 +18,7 @@ import orjson
 
 from worker.events import ReceiptEvent, Status, StatusEvent
 from worker.parsing import CLOUDEVENT_TYPE, MESSAGING_CLOUDEVENT_PREFIX, WEBHOOK_EVENT_TYPE
+from worker.sids import implied_channel
 
 FORMS = ("cloudevent", "cloudevent_batch", "webhook_json", "webhook_form", "receipt_json")
 # The Messaging status forms (5 and 6 of docs/design.md, "Input forms").
@@ -140,14 +141,9 @@ def _pascal(e: ReceiptEvent, rng: random.Random) -> dict[str, object]:
     return pascal_fields(e, lambda at: _iso(at, rng))
 
 
-def _implied_channel(channel_message_sid: str | None) -> str:
-    prefix = (channel_message_sid or "")[:2]
-    return "whatsapp" if prefix == "WA" else "sms" if prefix in ("SM", "MM") else "unknown"
-
-
 def pascal_fields(e: ReceiptEvent, format_date: Callable[[datetime], str]) -> dict[str, object]:
     """The event as Twilio's PascalCase webhook fields, dates spelled by `format_date`."""
-    channel = {} if e.channel == _implied_channel(e.channel_message_sid) else {"Channel": e.channel}
+    channel = {} if e.channel == implied_channel(e.channel_message_sid) else {"Channel": e.channel}
     return {
         **channel,
         "AccountSid": e.account_sid,
@@ -212,7 +208,7 @@ def encode(e: ReceiptEvent, form: str, rng: random.Random) -> Record:
                 "error_code": e.error_code or 0,
                 **(
                     {}
-                    if e.channel == _implied_channel(e.channel_message_sid)
+                    if e.channel == implied_channel(e.channel_message_sid)
                     else {"channel": e.channel}
                 ),
                 "date_created": _iso(e.date_created, rng),

@@ -1,8 +1,9 @@
 """The parser's fast path gives exactly what the checked path gives.
 
-`worker.parsing_fast.common_event` handles the shape nearly every event has in a few calls
-and hands anything else to `_add_event_checked`; these tests parse the same inputs with the
-fast path switched off and compare: same events, or the same reason and message.
+`worker.parsing.fast.common_event` handles the shape nearly every event has in a few calls
+and hands anything else to `worker.parsing.receipts._checked_event`; these tests parse the
+same inputs with the fast path switched off and compare: same events, or the same reason
+and message.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import pytest
 from tests.unit.test_parsing import GOOD  # the same valid webhook
 from worker import parsing
 from worker.loadgen import disorder, encode_mixed, generate_events
-from worker.parsing import InvalidRecord, ParsedRecord, parse_record
+from worker.parsing import InvalidRecord, ParsedRecord, parse_record, receipts
+from worker.parsing.fast import form_pairs
 
 # Values on both sides of the fast path's edges, for every field.
 ODD: dict[str, list[object]] = {
@@ -53,7 +55,7 @@ def _outcome(value: bytes, headers: list[tuple[str, bytes]]) -> object:
 def _both(value: bytes, headers: list[tuple[str, bytes]]) -> tuple[object, object]:
     fast = _outcome(value, headers)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(parsing, "_common_event", lambda doc, names: None)
+        patch.setattr(receipts, "common_event", lambda doc, names: None)
         checked = _outcome(value, headers)
     return fast, checked
 
@@ -99,7 +101,7 @@ def test_fast_path_agrees_on_the_generated_stream(whatsapp_prefix: str) -> None:
     assert fast_events == len(events)
     # And every generated event takes the fast path: the checked one is never called.
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(parsing, "_add_event_checked", lambda doc, names, parsed: 1 / 0)
+        patch.setattr(receipts, "_checked_event", lambda doc, names: 1 / 0)
         for record in records:
             parse_record(record.value, record.headers, max_bytes=65536)
 
@@ -118,7 +120,7 @@ def test_form_pairs_is_parse_qsl() -> None:
         except (ValueError, UnicodeDecodeError) as exc:
             expected = type(exc)
         try:
-            got: object = parsing._form_pairs(text)
+            got: object = form_pairs(text)
         except (ValueError, UnicodeDecodeError) as exc:
             got = type(exc)
         assert got == expected, text

@@ -1,18 +1,16 @@
 """Validates the SIDs that appear in request paths before any of them reaches SQL.
 
-A SID is two uppercase letters and 32 hex digits of either case (docs/design.md, "Input
-forms"); the prefix names the resource type, so a receipt SID in a message position is as
-wrong as a malformed one.
+A SID is two uppercase letters and 32 hex digits of either case (worker/sids.py, the one
+statement of the rule); the prefix names the resource type, so a receipt SID in a message
+position is as wrong as a malformed one.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Final
 
+from worker import sids
 from worker.api.errors import invalid_parameter
-
-_SID: Final = re.compile(r"[A-Z]{2}[0-9a-fA-F]{32}")
 
 # Path parameter name (as Twilio's API reference spells it) -> required prefix.
 PREFIXES: Final[dict[str, str]] = {
@@ -25,7 +23,7 @@ PREFIXES: Final[dict[str, str]] = {
 
 def is_sid(value: str, prefix: str) -> bool:
     """True when ``value`` is a well-formed SID with exactly this two-letter prefix."""
-    return _SID.fullmatch(value) is not None and value.startswith(prefix)
+    return sids.normalise(value, prefix) is not None
 
 
 def require_sid(name: str, value: str) -> str:
@@ -34,8 +32,9 @@ def require_sid(name: str, value: str) -> str:
     The read model stores hex digits in lower case, so ``CHABC...`` finds ``CHabc...``.
     """
     prefix = PREFIXES[name]
-    if not is_sid(value, prefix):
+    stored = sids.normalise(value, prefix)
+    if stored is None:
         raise invalid_parameter(
             f"Invalid {name}: expected '{prefix}' followed by 32 hex digits", name
         )
-    return prefix + value[2:].lower()
+    return stored

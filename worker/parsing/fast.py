@@ -3,9 +3,9 @@
 `common_event` recognises that shape (all seven SIDs canonical, a channel implied or in
 its canonical spelling, a lower-case status, an integer or empty error code, ISO or plain
 RFC 2822 dates) and builds the event exactly as the field-by-field path of
-worker/parsing.py would; for anything else it returns None and that path decides, with its
-exact reasons. Tests compare both paths
-(tests/unit/test_parsing_fast_path.py). `form_pairs` is `parse_qsl` as the parser calls it.
+worker/parsing/receipts.py would; for anything else it returns None and that path decides,
+with its exact reasons. Tests compare both paths (tests/unit/test_parsing_fast_path.py).
+`form_pairs` is `parse_qsl` as the parser calls it.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Final, Protocol
 from urllib.parse import unquote
 
+from worker import sids
 from worker.events import ReceiptEvent, Status
 
 MAX_FORM_FIELDS: Final = 200
@@ -24,7 +25,7 @@ _NOT_COMMON: Final = object()
 
 
 class FieldNames(Protocol):
-    """Where a form keeps each field (worker.parsing's PascalCase and snake_case names)."""
+    """Where a form keeps each field (worker.parsing.receipts.FieldNames)."""
 
     @property
     def account(self) -> str: ...
@@ -73,7 +74,7 @@ def form_pairs(text: str) -> list[tuple[str, str]]:
 # with their prefixes (one match over them joined by NUL, which no valid SID contains).
 _COMMON_SIDS = re.compile(
     "\x00".join(
-        f"{prefix}[0-9a-f]{{32}}" for prefix in ("AC", "IS", "CH", "IM", "DY", "[A-Z]{2}", "MB")
+        sids.canonical_pattern(prefix) for prefix in ("AC", "IS", "CH", "IM", "DY", None, "MB")
     )
 )
 _COMMON_STATUS: Final = {None: Status.QUEUED, "": Status.QUEUED} | {s.label: s for s in Status}
@@ -87,7 +88,7 @@ def common_event(doc: Mapping[str, object], names: FieldNames) -> ReceiptEvent |
     error code and ISO dates. Anything else (a bad value, another spelling) goes the checked way.
     """
     get = doc.get
-    sids = (
+    values = (
         get(names.account),
         get(names.chat_service),
         get(names.conversation),
@@ -97,11 +98,11 @@ def common_event(doc: Mapping[str, object], names: FieldNames) -> ReceiptEvent |
         get(names.participant),
     )
     try:
-        if _COMMON_SIDS.fullmatch("\x00".join(sids)) is None:  # type: ignore[arg-type]
+        if _COMMON_SIDS.fullmatch("\x00".join(values)) is None:  # type: ignore[arg-type]
             return None
     except TypeError:  # an absent, null or non-string SID
         return None
-    channel = _common_channel(doc, channel_message=sids[5])
+    channel = _common_channel(doc, channel_message=values[5])
     if channel is None:
         return None
     label = get(names.status)
@@ -114,7 +115,7 @@ def common_event(doc: Mapping[str, object], names: FieldNames) -> ReceiptEvent |
     date_updated = date_created if updated is None or updated == "" else common_date(updated)
     if status is None or date_created is None or date_updated is None:
         return None
-    account, chat_service, conversation, message, receipt, channel_message, participant = sids
+    account, chat_service, conversation, message, receipt, channel_message, participant = values
     return ReceiptEvent(
         account,  # type: ignore[arg-type]
         chat_service,  # type: ignore[arg-type]
@@ -143,8 +144,7 @@ def _common_channel(doc: Mapping[str, object], channel_message: object) -> str |
     elif "channel" in doc:
         return None
     if explicit is _NOT_COMMON:
-        prefix = channel_message[:2]  # type: ignore[index]
-        return "whatsapp" if prefix == "WA" else "sms" if prefix in ("SM", "MM") else "unknown"
+        return sids.implied_channel(channel_message)  # type: ignore[arg-type]
     if type(explicit) is not str or explicit == "chat" or not _COMMON_CHANNEL.fullmatch(explicit):
         return None
     return explicit
