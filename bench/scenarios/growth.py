@@ -2,9 +2,10 @@
 
 One database for the whole scenario. Before each level it is filled up to that many stored
 receipts by SQL (synthetic receipts with random SIDs, ≈ 2.5 history rows each, a summary per
-3 receipts, dated over the 30 days before the measured stream), vacuumed, analysed and
-checkpointed, as a database that grew over weeks would be. Then a fresh mixed stream
-(`--growth-messages` new messages, its own topic and group) is drained into it. Fresh
+3 receipts, a channel message link each, dated over the 30 days before the measured
+stream), vacuumed, analysed and checkpointed, as a database that grew over weeks would be.
+Then a fresh mixed stream (`--growth-messages` new messages, its own topic and group) is
+drained into it. Fresh
 messages are the common case: nearly every event of a real stream is about a recent message.
 
 `--growth-max N` shrinks the levels to 0, N/4, N/2, N for a quick run.
@@ -73,6 +74,15 @@ ON CONFLICT (message_sid) DO NOTHING
 """
 
 
+# Every stored receipt has its channel message's link (migration 006), as the worker writes it.
+_FILL_LINKS = """
+INSERT INTO channel_message_links (channel_message_sid, message_sid, participant_sid)
+SELECT channel_message_sid, message_sid, participant_sid
+  FROM delivery_receipts WHERE receipt_sid = ANY($1::text[])
+ON CONFLICT DO NOTHING
+"""
+
+
 def growth_levels(maximum: int) -> list[int]:
     return [0, maximum // 4, maximum // 2, maximum]
 
@@ -97,6 +107,8 @@ async def fill(conn: asyncpg.Connection, start: int, stop: int) -> None:
             sids = [f"DY{s}" for s in await _receipt_hashes(conn, low, high)]
             await conn.execute(_FILL_HISTORY, sids)
             await conn.execute(_FILL_SUMMARIES, sids)
+            if await conn.fetchval("SELECT to_regclass('channel_message_links') IS NOT NULL"):
+                await conn.execute(_FILL_LINKS, sids)
         say(f"growth: filled receipts {low}..{high} in {time.monotonic() - t0:.1f}s")
     await conn.execute("VACUUM ANALYZE")
     await conn.execute("CHECKPOINT")
