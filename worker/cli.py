@@ -153,11 +153,11 @@ def _add_topic_commands(sub: _Commands) -> None:
 
 
 def _add_offsets_commands(sub: _Commands) -> None:
-    offsets = sub.add_parser(
+    actions = _operator_command(
+        sub,
         "offsets",
-        help="show or reset the input offsets stored in PostgreSQL (Kafka's tools cannot)",
+        "show or reset the input offsets stored in PostgreSQL (Kafka's tools cannot)",
     )
-    actions = offsets.add_subparsers(dest="action", required=True, metavar="ACTION")
     show = actions.add_parser(
         "show", help="stored offset, log start, log end and lag of every input partition"
     )
@@ -175,7 +175,7 @@ def _add_offsets_commands(sub: _Commands) -> None:
         parser.add_argument(
             "--topic", dest="input_topic", metavar="TOPIC", help="default: INPUT_TOPIC"
         )
-    show.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _add_json_flag(show)
     to = reset.add_mutually_exclusive_group(required=True)
     to.add_argument("--to-earliest", action="store_true", help="each partition's log start")
     to.add_argument("--to-latest", action="store_true", help="each partition's end")
@@ -200,8 +200,7 @@ def _add_offsets_commands(sub: _Commands) -> None:
 
 
 def _add_dlq_commands(sub: _Commands) -> None:
-    dlq = sub.add_parser("dlq", help="count dead letters by reason, or replay them")
-    actions = dlq.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions = _operator_command(sub, "dlq", "count dead letters by reason, or replay them")
     listing = actions.add_parser(
         "list", help="dead letters by reason, with first and last failure time"
     )
@@ -213,7 +212,7 @@ def _add_dlq_commands(sub: _Commands) -> None:
         parser.add_argument(
             "--since", type=_iso_datetime, metavar="ISO", help="only those failed at or after"
         )
-    listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _add_json_flag(listing)
     replay.add_argument(
         "--reason",
         dest="reasons",
@@ -226,6 +225,17 @@ def _add_dlq_commands(sub: _Commands) -> None:
         "--limit", type=_positive_int, metavar="N", help="at most N (partition, offset order)"
     )
     replay.add_argument("--dry-run", action="store_true", help="count what would go, send nothing")
+
+
+def _operator_command(sub: _Commands, name: str, summary: str) -> _Commands:
+    """An operator command; worker/commands/ops.py dispatches on its ACTION (`args.action`)."""
+    command = sub.add_parser(name, help=summary)
+    return command.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+
+def _add_json_flag(report: argparse.ArgumentParser) -> None:
+    """The flag of an operator report (`args.json`): JSON on stdout instead of a table."""
+    report.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
 def _iso_datetime(text: str) -> datetime:

@@ -6,6 +6,8 @@ never a SID, so the number of series stays bounded whatever the input.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from worker.events import STAGES
@@ -66,136 +68,133 @@ class WorkerMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
-        r = self.registry
+        # The order of registration is the order of /metrics.
+        self._add_receipt_metrics()
+        self._add_record_metrics()
+        self._add_batch_metrics()
+        self._add_state_gauges()
 
-        # Domain: the delivered ratio per channel is
+    def _counter(self, name: str, documentation: str, labels: Sequence[str] = ()) -> Counter:
+        return Counter(name, documentation, labels, registry=self.registry)
+
+    def _gauge(self, name: str, documentation: str) -> Gauge:
+        return Gauge(name, documentation, registry=self.registry)
+
+    def _histogram(
+        self, name: str, documentation: str, buckets: Sequence[float], labels: Sequence[str] = ()
+    ) -> Histogram:
+        return Histogram(name, documentation, labels, buckets=buckets, registry=self.registry)
+
+    def _add_receipt_metrics(self) -> None:
+        # The domain. The delivered ratio per channel is
         #   sum by (channel) (rate(delivery_receipt_stage_reached_total{stage="delivered"}[w]))
         # / sum by (channel) (rate(delivery_receipts_created_total[w]))
         # which adds up correctly over replicas (see monitoring/rules.yml).
-        self.receipts_created = Counter(
+        self.receipts_created = self._counter(
             "delivery_receipts_created",
             "Receipts (message x participant) seen for the first time, by channel.",
-            ["channel"],
-            registry=r,
+            ("channel",),
         )
-        self.stage_reached = Counter(
+        self.stage_reached = self._counter(
             "delivery_receipt_stage_reached",
             "Receipts reaching a delivery stage for the first time (cumulative stages: read "
             "also counts delivered and sent), by channel.",
-            ["channel", "stage"],
-            registry=r,
+            ("channel", "stage"),
         )
-        self.receipt_errors = Counter(
+        self.receipt_errors = self._counter(
             "delivery_receipt_errors",
             "Receipts whose stored status became failed or undelivered, by channel and Twilio "
             "error code (known codes, else 'other').",
-            ["channel", "error_code"],
-            registry=r,
+            ("channel", "error_code"),
         )
-        self.time_to_delivered = Histogram(
+        self.time_to_delivered = self._histogram(
             "delivery_receipt_time_to_delivered_seconds",
             "From the receipt's date_created to the date_updated of its delivered event.",
-            ["channel"],
-            buckets=_STAGE_DELAY_BUCKETS_S,
-            registry=r,
+            _STAGE_DELAY_BUCKETS_S,
+            ("channel",),
         )
-        self.time_to_read = Histogram(
+        self.time_to_read = self._histogram(
             "delivery_receipt_time_to_read_seconds",
             "From the receipt's date_created to the date_updated of its read event.",
-            ["channel"],
-            buckets=_STAGE_DELAY_BUCKETS_S,
-            registry=r,
+            _STAGE_DELAY_BUCKETS_S,
+            ("channel",),
         )
 
-        # The worker's own health.
-        self.records_consumed = Counter(
-            "delivery_worker_records_consumed",
-            "Kafka records consumed from the input topic.",
-            registry=r,
+    def _add_record_metrics(self) -> None:
+        # The worker's own health from here on: what became of the records and events.
+        self.records_consumed = self._counter(
+            "delivery_worker_records_consumed", "Kafka records consumed from the input topic."
         )
-        self.stale_records = Counter(
+        self.stale_records = self._counter(
             "delivery_worker_stale_records",
             "Fetched records dropped because their offset was already committed (refetched "
             "after a seek or rebalance) or their partition is no longer owned.",
-            registry=r,
         )
-        self.events_applied = Counter(
-            "delivery_worker_events_applied",
-            "Receipt events applied to PostgreSQL (committed).",
-            registry=r,
+        self.events_applied = self._counter(
+            "delivery_worker_events_applied", "Receipt events applied to PostgreSQL (committed)."
         )
-        self.events_skipped = Counter(
+        self.events_skipped = self._counter(
             "delivery_worker_events_skipped",
             "Events or records not applied on purpose, by reason.",
-            ["reason"],
-            registry=r,
+            ("reason",),
         )
-        self.status_events = Counter(
+        self.status_events = self._counter(
             "delivery_worker_status_events",
             "Messaging status events by outcome: applied to their receipt, pending (receipt "
             "not seen yet), expired (receipt never came), foreign (account differs).",
-            ["outcome"],
-            registry=r,
+            ("outcome",),
         )
-        self.pending_status_links = Gauge(
+        self.pending_status_links = self._gauge(
             "delivery_worker_pending_status_channel_messages",
             "Channel messages with Messaging status events waiting for their receipt.",
-            registry=r,
         )
-        self.dead_letters = Counter(
+        self.dead_letters = self._counter(
             "delivery_worker_dead_letters",
             "Records sent to the dead-letter topic, by reason.",
-            ["reason"],
-            registry=r,
+            ("reason",),
         )
-        self.summaries_changed = Counter(
-            "delivery_worker_summaries_changed",
-            "Message summaries changed (outbox rows written).",
-            registry=r,
+        self.summaries_changed = self._counter(
+            "delivery_worker_summaries_changed", "Message summaries changed (outbox rows written)."
         )
-        self.summaries_published = Counter(
+        self.summaries_published = self._counter(
             "delivery_worker_summaries_published",
             "Summary-changed events acknowledged by the broker.",
-            registry=r,
         )
-        self.batch_size = Histogram(
+
+    def _add_batch_metrics(self) -> None:
+        self.batch_size = self._histogram(
             "delivery_worker_batch_size_records",
             "Records per processed batch.",
-            buckets=_BATCH_SIZE_BUCKETS,
-            registry=r,
+            _BATCH_SIZE_BUCKETS,
         )
-        self.batch_duration = Histogram(
+        self.batch_duration = self._histogram(
             "delivery_worker_batch_duration_seconds",
             "Time from a batch being fetched to its transaction committing.",
-            buckets=_LATENCY_BUCKETS_S,
-            registry=r,
+            _LATENCY_BUCKETS_S,
         )
-        self.batch_retries = Counter(
+        self.batch_retries = self._counter(
             "delivery_worker_batch_retries",
             "Batches retried after a transient failure, by reason.",
-            ["reason"],
-            registry=r,
+            ("reason",),
         )
-        self.fenced = Counter(
+        self.fenced = self._counter(
             "delivery_worker_fenced_batches",
             "Batches rolled back because another consumer had advanced the stored offsets.",
-            registry=r,
         )
-        self.consumer_lag = Gauge(
+
+    def _add_state_gauges(self) -> None:
+        self.consumer_lag = self._gauge(
             "delivery_worker_consumer_lag_records",
             "Records behind the high watermark, summed over this worker's partitions.",
-            registry=r,
         )
-        self.outbox_backlog = Gauge(
+        self.outbox_backlog = self._gauge(
             "delivery_worker_outbox_backlog_rows",
             "Summary events written but not yet acknowledged by the broker.",
-            registry=r,
         )
-        self.last_progress = Gauge(
+        self.last_progress = self._gauge(
             "delivery_worker_last_progress_timestamp_seconds",
             "Unix time the consumer loop last completed an iteration.",
-            registry=r,
         )
-        self.ready = Gauge(
-            "delivery_worker_ready", "1 when Kafka and PostgreSQL are reachable.", registry=r
+        self.ready = self._gauge(
+            "delivery_worker_ready", "1 when Kafka and PostgreSQL are reachable."
         )

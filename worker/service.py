@@ -76,14 +76,7 @@ async def run_worker(
     producer: AIOKafkaProducer | None = None
     kafka: AIOKafkaConsumer | None = None
     try:
-        store = await _until_up(
-            "postgres",
-            lambda: Store.connect(
-                settings.database_url, history_retention_days=settings.history_retention_days
-            ),
-            stop,
-            health,
-        )
+        store = await _until_up("postgres", lambda: _connected_store(settings), stop, health)
         producer = await _until_up(
             "kafka producer", lambda: _started_producer(settings), stop, health
         )
@@ -107,13 +100,7 @@ async def run_worker(
         health.set_dependency_check(_dependency_check(store, kafka))
         health.set_ready(True)
         log.info("worker running", extra={"input_topic": settings.input_topic})
-        expiry = PendingStatusExpiry(store, metrics, ttl_s=settings.pending_status_ttl_s)
-        maintenance = asyncio.create_task(maintain_history(store, stop), name="history")
-        try:
-            await _run_until_stopped(consumer, relay, expiry, stop, settings.shutdown_grace_s)
-        finally:
-            maintenance.cancel()
-            await asyncio.gather(maintenance, return_exceptions=True)
+        await _run_with_upkeep(settings, store, metrics, consumer, relay, stop)
     except Stopped:
         log.info("stopped during start-up")
     finally:
@@ -121,6 +108,24 @@ async def run_worker(
         await _close(kafka, producer, store, settings.shutdown_grace_s * (1 - _DRAIN_SHARE))
         await http.cleanup()
         log.info("worker stopped")
+
+
+async def _run_with_upkeep(
+    settings: Settings,
+    store: Store,
+    metrics: WorkerMetrics,
+    consumer: DeliveryConsumer,
+    relay: OutboxRelay,
+    stop: asyncio.Event,
+) -> None:
+    """The loops until stopped, with history maintenance beside them until they have ended."""
+    expiry = PendingStatusExpiry(store, metrics, ttl_s=settings.pending_status_ttl_s)
+    maintenance = asyncio.create_task(maintain_history(store, stop), name="history")
+    try:
+        await _run_until_stopped(consumer, relay, expiry, stop, settings.shutdown_grace_s)
+    finally:
+        maintenance.cancel()
+        await asyncio.gather(maintenance, return_exceptions=True)
 
 
 async def _run_until_stopped(
@@ -183,6 +188,12 @@ def _dependency_check(store: Store, kafka: AIOKafkaConsumer) -> DependencyCheck:
         await kafka.topics()  # a metadata round trip to the cluster
 
     return check
+
+
+async def _connected_store(settings: Settings) -> Store:
+    return await Store.connect(
+        settings.database_url, history_retention_days=settings.history_retention_days
+    )
 
 
 async def _started_producer(settings: Settings) -> AIOKafkaProducer:
