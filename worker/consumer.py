@@ -223,7 +223,10 @@ class DeliveryConsumer:
                     # seeks, so records in hand fetched before it are dropped (they are
                     # fetched again from the stored offset).
                     await self._adopt(self._kafka.assignment())
-                    kept = self._owned.current(items, batch.epochs)
+                    # Dropped records stay dropped, so a retry does not count them again:
+                    # a partition given up and owned again has a new epoch, and a stored
+                    # position only moves forward while the partition is owned.
+                    kept = self._owned.unapplied(self._owned.current(items, batch.epochs))
                     count_stale(self._metrics, len(items) - len(kept))
                     items = kept
                     moves = await self._apply(items)
@@ -252,13 +255,11 @@ class DeliveryConsumer:
                 await backoff.sleep()
 
     async def _apply(self, items: Sequence[_Item]) -> dict[int, Move]:
-        """Apply the records this worker still owns; returns the offset moves it committed."""
-        owned = self._owned.unapplied(items)
-        count_stale(self._metrics, len(items) - len(owned))
-        if not owned:
+        """Apply records this worker owns and has not applied; returns the offset moves."""
+        if not items:
             return {}
-        moves = self._owned.moves(owned)
-        contents = _Contents.of(owned)
+        moves = self._owned.moves(items)
+        contents = _Contents.of(items)
         await self._dead_letter(contents.failures)
         committed = await commit_batch(
             self._store,
@@ -280,7 +281,7 @@ class DeliveryConsumer:
             skipped=contents.skipped,
             dead_letters=[error.reason for _, error in contents.failures],
         )
-        self._totals.add(len(owned), len(contents.events), len(contents.failures))
+        self._totals.add(len(items), len(contents.events), len(contents.failures))
         return moves
 
     async def _dead_letter(self, failures: Sequence[tuple[_Item, InvalidRecord]]) -> None:
