@@ -5,11 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
-import sys
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import asyncpg
 import orjson
@@ -17,19 +13,12 @@ import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
-from tests.integration.support import (
-    TopicRecord,
-    end_offsets,
-    metric_value,
-    produce,
-    read_topic,
-    running_worker,
-    stored_offsets,
-    wait_caught_up,
-    wait_outbox_empty,
-)
+from devstack.progress import stored_offsets, wait_caught_up, wait_outbox_empty
+from devstack.streams import produce
+from devstack.topics import TopicRecord, end_offsets, read_topic
+from devstack.workers import Completed, metric_value, running_worker, worker_command
 from worker.config import Settings
-from worker.loadgen import disorder, encode_mixed, generate_events
+from worker.loadgen import Record, disorder, encode_mixed, generate_events
 from worker.metrics import WorkerMetrics
 from worker.publisher import APPENDED_HEADERS
 from worker.reduction import coalesce, distinct_history
@@ -37,38 +26,10 @@ from worker.store import receipt_from_row
 
 pytestmark = pytest.mark.integration
 
-WORKER_BIN = Path(sys.executable).parent / "delivery-receipts-worker"
 
-
-@dataclass
-class Ran:
-    code: int
-    out: str
-    err: str
-
-
-async def cli(settings: Settings, *argv: str) -> Ran:
+async def cli(settings: Settings, *argv: str) -> Completed:
     """The console script, configured by environment like a deployment, as a subprocess."""
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-        "DATABASE_URL": settings.database_url,
-        "INPUT_TOPIC": settings.input_topic,
-        "SUMMARY_TOPIC": settings.summary_topic,
-        "DLQ_TOPIC": settings.dlq_topic,
-        "CONSUMER_GROUP": settings.consumer_group,
-        "LOG_LEVEL": "WARNING",
-    }
-    proc = await asyncio.create_subprocess_exec(
-        str(WORKER_BIN),
-        *argv,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 120)
-    assert proc.returncode is not None
-    return Ran(proc.returncode, out.decode(), err.decode())
+    return await worker_command(settings, *argv, LOG_LEVEL="WARNING")
 
 
 async def _fetch(dsn: str, query: str) -> list[dict[str, object]]:
@@ -344,13 +305,7 @@ POISON: list[tuple[bytes | None, bytes, list[tuple[str, bytes]], str]] = [
 async def _produce_raw(
     bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]]
 ) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
-    await producer.start()
-    try:
-        sent = [await producer.send(topic, v, key=k, headers=h) for k, v, h in records]
-        await asyncio.gather(*sent)
-    finally:
-        await producer.stop()
+    await produce(bootstrap, topic, [Record(k, v, h) for k, v, h in records])
 
 
 def _original(

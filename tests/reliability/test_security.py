@@ -16,7 +16,6 @@ import dataclasses
 import json
 import os
 import shutil
-import signal
 import ssl
 import subprocess
 import sys
@@ -34,13 +33,10 @@ from aiokafka.errors import KafkaError
 from devstack._util import free_port
 from devstack.kafka import KafkaBroker
 from devstack.postgres import PostgresServer
-from tests.integration.support import (
-    create_topics,
-    produce,
-    read_topic,
-    stored_offsets,
-    wait_for,
-)
+from devstack.progress import stored_offsets, wait_for
+from devstack.streams import produce
+from devstack.topics import create_topics, read_topic
+from devstack.workers import WorkerProcess
 from worker.config import ConfigError, Settings
 from worker.kafka import client_options
 from worker.loadgen import Record, encode_mixed, generate_events
@@ -184,15 +180,15 @@ def run_cli(
     )
 
 
-def _spawn_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    with log_path.open("wb") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "worker", "run"],
-            cwd=ROOT,
-            env={**_base_env(), **env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+def _spawn_worker(env: dict[str, str], log_path: Path) -> WorkerProcess:
+    return WorkerProcess(
+        "worker",
+        {**_base_env(), **env},
+        log_path,
+        int(env["HTTP_PORT"]),
+        command=[sys.executable, "-m", "worker", "run"],
+        cwd=ROOT,
+    )
 
 
 def _base_env() -> dict[str, str]:
@@ -382,7 +378,7 @@ async def test_worker_end_to_end_over_sasl_ssl_and_postgres_tls(
         ends = {0, 1}
 
         async def caught_up() -> bool:
-            assert proc.poll() is None, log_path.read_text()[-3000:]
+            assert proc.alive, log_path.read_text()[-3000:]
             try:
                 stored = await stored_offsets(admin, env["CONSUMER_GROUP"], topics["INPUT_TOPIC"])
             except asyncpg.PostgresError:
@@ -403,12 +399,7 @@ async def test_worker_end_to_end_over_sasl_ssl_and_postgres_tls(
         assert tls_sessions >= 1
         assert receipts == len(coalesce(events))
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        proc.stop(timeout_s=30)
     assert proc.returncode == 0, log_path.read_text()[-3000:]
 
     output = log_path.read_bytes()
