@@ -2,7 +2,7 @@
 
 Every test runs the worker as real subprocesses (`delivery-receipts-worker run`) against the
 session's real Kafka broker and PostgreSQL, injects one kind of fault, and then checks the end
-state exactly (tests/reliability/harness.py `verify_final`):
+state exactly (tests/reliability/checks.py `verify_final`):
 
 - receipts in PostgreSQL equal `worker.reduction.coalesce` of the input, summary counts equal
   a recount, history has one row per distinct event (counts move by deltas, so an event
