@@ -1,4 +1,4 @@
-"""Measurements shared by the scenarios: topic ends, the bare consumer, a timed drain."""
+"""Measurements shared by the scenarios: the bare consumer, a timed drain, a timed preload."""
 
 from __future__ import annotations
 
@@ -11,9 +11,14 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from bench.loadgen import Stream, build_stream, produce
-from bench.stack import Stack, Target, WorkerProcess, running_workers
+from bench.loadgen import produce
+from bench.stack import Stack, running_workers
 from bench.util import loadavg, rss_kib, say
+from devstack.progress import stored_offsets_on
+from devstack.streams import Stream, build_stream
+from devstack.topics import end_offsets
+from devstack.workers import WorkerProcess
+from worker.config import Settings
 
 _POLL_S = 0.5
 _SIZES = """
@@ -31,29 +36,6 @@ _COMPACT = (
     "VACUUM FULL delivery_receipts, message_delivery_counts, summary_outbox,"
     " delivery_receipt_history"
 )
-
-
-async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-    await consumer.start()
-    try:
-        partitions = await topic_partitions(consumer, topic)
-        tps = [TopicPartition(topic, p) for p in partitions]
-        consumer.assign(tps)
-        ends = await consumer.end_offsets(tps)
-        return {tp.partition: off for tp, off in ends.items()}
-    finally:
-        await consumer.stop()
-
-
-async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[int]:
-    for _ in range(100):
-        parts = consumer.partitions_for_topic(topic)
-        if parts:
-            return sorted(parts)
-        await consumer._client.force_metadata_update()
-        await asyncio.sleep(0.1)
-    raise RuntimeError(f"no metadata for {topic}")
 
 
 async def bare_consumer_rate(bootstrap: str, topic: str) -> dict[str, float]:
@@ -81,14 +63,10 @@ async def bare_consumer_rate(bootstrap: str, topic: str) -> dict[str, float]:
     return {"records": seen, "seconds": seconds, "records_per_s": total / max(seconds, 1e-9)}
 
 
-async def stored_total(conn: asyncpg.Connection, target: Target) -> int:
-    rows = await conn.fetch(
-        "SELECT partition, next_offset FROM consumer_offsets WHERE consumer_group = $1"
-        " AND topic = $2",
-        target.group,
-        target.input_topic,
-    )
-    return sum(r["next_offset"] for r in rows)
+async def stored_total(conn: asyncpg.Connection, target: Settings) -> int:
+    """Records the target's group has committed, over one polling connection."""
+    stored = await stored_offsets_on(conn, target.consumer_group, target.input_topic)
+    return sum(stored.values())
 
 
 async def connect(dsn: str) -> asyncpg.Connection:
@@ -112,7 +90,7 @@ class _Progress:
 
 async def _wait_drained(
     stack: Stack,
-    target: Target,
+    target: Settings,
     conn: asyncpg.Connection,
     workers: list[WorkerProcess],
     total: int,
@@ -146,7 +124,7 @@ async def _wait_drained(
 
 
 async def drain(
-    stack: Stack, target: Target, replicas: int, events: int, *, label: str, compact: bool = False
+    stack: Stack, target: Settings, replicas: int, events: int, *, label: str, compact: bool = False
 ) -> dict[str, Any]:
     """Start `replicas` workers on a preloaded topic; time them to caught-up and outbox empty.
 
@@ -156,9 +134,9 @@ async def drain(
     ends = await end_offsets(stack.bootstrap, target.input_topic)
     total = sum(ends.values())
     say(f"{label}: {replicas} worker(s) draining {total} records; load {loadavg()}")
-    conn = await connect(target.dsn)
+    conn = await connect(target.database_url)
     try:
-        with running_workers(stack, target, replicas) as workers:
+        async with running_workers(stack, target, replicas) as workers:
             seen = await _wait_drained(stack, target, conn, workers, total, label)
             t_caught_up = time.monotonic()
             while await conn.fetchval("SELECT count(*) FROM summary_outbox") > 0:  # noqa: ASYNC110
@@ -226,7 +204,7 @@ def _rates(
     }
 
 
-async def preload(stack: Stack, target: Target, stream: Stream, label: str) -> dict[str, Any]:
+async def preload(stack: Stack, target: Settings, stream: Stream, label: str) -> dict[str, Any]:
     say(f"{label}: producing {len(stream.records)} records; load {loadavg()}")
     seconds = await produce(
         stack.bootstrap,
@@ -241,8 +219,8 @@ async def preload(stack: Stack, target: Target, stream: Stream, label: str) -> d
     }
 
 
-def make_stream(events: int, seed: int, **options: Any) -> Stream:
-    """`bench.loadgen.build_stream` with a progress line."""
+def generate_stream(events: int, seed: int, **options: Any) -> Stream:
+    """`devstack.streams.build_stream` with a progress line."""
     t0 = time.monotonic()
     stream = build_stream(events, seed=seed, **options)
     say(

@@ -16,7 +16,8 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from bench.loadgen import MIXED, build_stream
+from bench.loadgen import MIXED
+from devstack.streams import build_stream
 from worker.events import ReceiptEvent
 from worker.parsing import InvalidRecord, ParsedRecord, parse_record
 from worker.reduction import apply_batch, coalesce, distinct_history

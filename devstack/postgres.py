@@ -166,20 +166,7 @@ class PostgresServer(LocalServer):
             self._init_cluster()
         if self.is_running:
             return
-        proc = self._run_as_owner(
-            [
-                str(self.bin_dir / "pg_ctl"),
-                "start",
-                "-D",
-                str(self.data_dir),
-                "-l",
-                str(self.log_path),
-                "-w",
-                "-t",
-                str(self._start_timeout_s),
-            ],
-            check=False,
-        )
+        proc = self._pg_ctl("start", "-l", str(self.log_path))
         if proc.returncode != 0:
             raise RuntimeError(
                 f"pg_ctl start failed (exit {proc.returncode}):\n{proc.stdout}{proc.stderr}\n"
@@ -190,20 +177,7 @@ class PostgresServer(LocalServer):
         """Stop via ``pg_ctl``: ``fast`` rolls back sessions, ``immediate`` simulates a crash."""
         if not self.is_running:
             return
-        proc = self._run_as_owner(
-            [
-                str(self.bin_dir / "pg_ctl"),
-                "stop",
-                "-D",
-                str(self.data_dir),
-                "-m",
-                mode,
-                "-w",
-                "-t",
-                str(self._start_timeout_s),
-            ],
-            check=False,
-        )
+        proc = self._pg_ctl("stop", "-m", mode)
         if proc.returncode != 0 and self.is_running:
             raise RuntimeError(f"pg_ctl stop failed:\n{proc.stdout}{proc.stderr}")
 
@@ -311,6 +285,11 @@ class PostgresServer(LocalServer):
         conf = "\n".join(f"{k} = {v}" for k, v in settings.items())
         with (self.data_dir / "postgresql.conf").open("a") as fh:
             fh.write(f"\n# devstack overrides (later lines win)\n{conf}\n")
+
+    def _pg_ctl(self, action: str, *args: str) -> subprocess.CompletedProcess[str]:
+        """``pg_ctl <action>`` on this cluster, waiting (up to the start timeout) until done."""
+        command = [str(self.bin_dir / "pg_ctl"), action, "-D", str(self.data_dir), *args]
+        return self._run_as_owner([*command, "-w", "-t", str(self._start_timeout_s)], check=False)
 
     def _clean_env(self) -> dict[str, str]:
         # Inherited PGDATA/PGPORT/PGHOST/... would silently redirect pg_ctl and psql.

@@ -42,7 +42,8 @@ log "migrate, create topics"
 "${BIN}/delivery-receipts-worker" create-topics --partitions 3
 
 log "producing ${MESSAGES} messages' receipts in all input forms (a third of their outcomes as"
-log "Messaging status events, SPEC 2b), 20 plain-SMS status events, plus the sample payloads"
+log "Messaging status events, docs/design.md \"Input forms\"), 20 plain-SMS status events, plus"
+log "the sample payloads"
 "${BIN}/delivery-receipts-worker" produce --messages "${MESSAGES}" --messaging-share 0.33 --plain-sms 20
 samples=()
 for f in tests/samples/*; do samples+=(--file "$f"); done

@@ -13,7 +13,7 @@ import argparse
 from typing import Any
 
 from bench.loadgen import MIXED
-from bench.measure import bare_consumer_rate, drain, make_stream, preload
+from bench.measure import bare_consumer_rate, drain, generate_stream, preload
 from bench.stack import Stack, drop_database, new_target
 from bench.util import say
 
@@ -27,7 +27,7 @@ async def scenario_drain(
     with_bare: bool = True,
     **stream_options: Any,
 ) -> dict[str, Any]:
-    stream = make_stream(events, args.seed, **stream_options)
+    stream = generate_stream(events, args.seed, **stream_options)
     target = await new_target(stack, name, args.partitions)
     produced = await preload(stack, target, stream, name)
     result: dict[str, Any] = {

@@ -21,9 +21,10 @@ from typing import Any
 import asyncpg
 
 from bench.loadgen import MIXED
-from bench.measure import connect, drain, make_stream, preload
-from bench.stack import Stack, WorkerProcess, new_target
+from bench.measure import connect, drain, generate_stream, preload
+from bench.stack import Stack, migrate, new_target
 from bench.util import loadavg, say
+from devstack.runs import new_database
 
 _CHUNK = 250_000
 # Seconds between two filled receipts: 2M receipts span 30 days before the measured stream.
@@ -124,14 +125,13 @@ async def _receipt_hashes(conn: asyncpg.Connection, low: int, high: int) -> list
 
 
 async def growth(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
-    n = stack.next_id()
-    dsn = stack.postgres.create_database(f"bench_growth_{n}")
+    dsn = new_database(stack.postgres, "bench-growth")
     levels = growth_levels(args.growth_max)
     runs: dict[str, Any] = {}
     filled = 0
     for i, level in enumerate(levels):
         target = await new_target(stack, "growth", args.partitions, dsn=dsn)
-        WorkerProcess(stack, target, f"{target.group}-migrate").migrate()
+        await migrate(stack, target)
         conn = await connect(dsn)
         try:
             if level > filled:
@@ -140,7 +140,7 @@ async def growth(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
             stored = await conn.fetchval("SELECT count(*) FROM delivery_receipts")
         finally:
             await conn.close()
-        stream = make_stream(args.growth_messages * 8, args.seed + 100 + i,
+        stream = generate_stream(args.growth_messages * 8, args.seed + 100 + i,
                              messages=args.growth_messages, **MIXED)  # fmt: skip
         await preload(stack, target, stream, f"growth {level}")
         say(f"growth: {stored} receipts stored; load {loadavg()}")

@@ -16,9 +16,12 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench.loadgen import produce
-from bench.measure import connect, make_stream, topic_partitions
-from bench.stack import Stack, Target, WorkerProcess, new_target, running_workers
+from bench.measure import connect, generate_stream
+from bench.stack import Stack, new_target, running_workers
 from bench.util import loadavg, percentile, rss_kib, say
+from devstack.topics import partitions_of
+from devstack.workers import WorkerProcess
+from worker.config import Settings
 from worker.events import ReceiptEvent, Status
 from worker.reduction import Counts, recount
 
@@ -40,16 +43,16 @@ def last_changes(events: Sequence[ReceiptEvent]) -> tuple[dict[str, int], dict[s
     return last, final
 
 
-async def _wait_adopted(target: Target, worker: WorkerProcess, partitions: int) -> None:
+async def _wait_adopted(target: Settings, worker: WorkerProcess, partitions: int) -> None:
     """Ready when the worker has adopted every partition (rows in consumer_offsets)."""
-    conn = await connect(target.dsn)
+    conn = await connect(target.database_url)
     try:
         while True:
             worker.check_alive()
             with contextlib.suppress(asyncpg.UndefinedTableError):
                 n = await conn.fetchval(
                     "SELECT count(*) FROM consumer_offsets WHERE consumer_group = $1",
-                    target.group,
+                    target.consumer_group,
                 )
                 if n >= partitions:
                     return
@@ -62,6 +65,7 @@ class _SummaryReader:
     """Reads the summary topic; notes when each message's final counts first arrive."""
 
     def __init__(self, bootstrap: str, topic: str, final: dict[str, Counts]) -> None:
+        self.bootstrap = bootstrap
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10
         )
@@ -73,7 +77,7 @@ class _SummaryReader:
     async def start(self) -> None:
         await self.consumer.start()
         tps = [
-            TopicPartition(self.topic, p) for p in await topic_partitions(self.consumer, self.topic)
+            TopicPartition(self.topic, p) for p in await partitions_of(self.bootstrap, self.topic)
         ]
         self.consumer.assign(tps)
         await self.consumer.seek_to_beginning(*tps)
@@ -103,12 +107,12 @@ async def _sample_rss(pid: int, stop: asyncio.Event) -> list[int]:
 
 async def latency(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     rate, seconds = args.latency_rate, args.latency_seconds
-    stream = make_stream(int(rate * seconds), args.seed + 7)
+    stream = generate_stream(int(rate * seconds), args.seed + 7)
     last, final = last_changes(stream.events)
     sent_at = [0.0] * len(stream.records)
     target = await new_target(stack, "latency", args.partitions)
     reader = _SummaryReader(stack.bootstrap, target.summary_topic, final)
-    with running_workers(stack, target, 1) as workers:
+    async with running_workers(stack, target, 1) as workers:
         await _wait_adopted(target, workers[0], args.partitions)
         await reader.start()
         try:

@@ -7,18 +7,18 @@ import argparse
 from typing import Any
 
 from bench.loadgen import MIXED
-from bench.measure import drain, make_stream, preload
+from bench.measure import drain, generate_stream, preload
 from bench.stack import Stack, drop_database, fresh_database, new_target
 
 
 async def replicas(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     options = MIXED if args.replica_stream == "mixed" else {}
-    stream = make_stream(args.replica_events, args.seed, **options)
+    stream = generate_stream(args.replica_events, args.seed, **options)
     target = await new_target(stack, "replicas", args.replica_partitions)
     await preload(stack, target, stream, "replicas")
     runs: dict[str, Any] = {}
     for count in args.replica_counts:
-        database = fresh_database(stack, target, f"x{count}")
+        database = await fresh_database(stack, target, f"x{count}")
         runs[str(count)] = await drain(
             stack, database, count, stream.event_count, label=f"replicas x{count}"
         )

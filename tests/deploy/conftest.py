@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -27,6 +28,13 @@ TOOLS_BIN = Path(
 SETUP_HINT = "run `bash scripts/setup-deploy-tools.sh`"
 # The Kubernetes version the chart is linted and its manifests validated against.
 KUBE_VERSION = "1.33.0"
+# The chart's value sets: its defaults, and each file of helm/ci/.
+VALUE_SETS = {
+    "default": None,
+    "all-on": CI_VALUES / "all-on-values.yaml",
+    "hpa-initcontainer": CI_VALUES / "hpa-initcontainer-values.yaml",
+    "keda-prometheus": CI_VALUES / "keda-prometheus-values.yaml",
+}
 
 
 def missing(what: str) -> None:
@@ -97,3 +105,11 @@ def hadolint() -> str:
 @pytest.fixture(scope="session")
 def pip_compile() -> str:
     return require_tool("pip-compile")
+
+
+@pytest.fixture(scope="module", params=sorted(VALUE_SETS))
+def rendered(request: pytest.FixtureRequest, helm: str) -> tuple[str, list[dict[str, Any]]]:
+    """`helm template` of the chart with each value set: (its name, the manifests)."""
+    from .chart import render  # needs PyYAML, which only the chart's tests require
+
+    return request.param, render(helm, VALUE_SETS[request.param])

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.run import Stack, build_parser, run_scenarios, summary_line
+from bench.run import build_parser, run_scenarios, summary_line
+from bench.stack import Stack
 from devstack.kafka import KafkaBroker
 from devstack.postgres import PostgresServer
 

@@ -21,7 +21,8 @@ import pytest
 from asyncpg.exceptions import DeadlockDetectedError, SerializationError
 
 from devstack.postgres import PostgresServer
-from tests.reliability.harness import assert_state_is_reduction_of, env_int, seed_for
+from tests.reliability.checks import assert_state_is_reduction_of
+from tests.reliability.harness import env_int, seed_for
 from worker.batch_commit import commit_batch
 from worker.events import ReceiptEvent, StatusEvent
 from worker.loadgen import disorder, generate_events, messaging_outcomes, plain_sms_statuses

@@ -8,7 +8,9 @@ import aiohttp
 import pytest
 
 from devstack._util import free_port
-from tests.integration.support import produce, running_worker, wait_caught_up
+from devstack.progress import wait_caught_up
+from devstack.streams import produce
+from devstack.workers import running_worker
 from worker.config import Settings
 from worker.loadgen import encode_mixed, generate_events
 

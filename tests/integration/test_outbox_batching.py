@@ -16,7 +16,7 @@ import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
 from devstack.kafka import KafkaBroker
-from tests.integration.support import create_topics, read_topic
+from devstack.topics import create_topics, read_topic
 from worker.config import Settings
 from worker.kafka import create_producer
 from worker.publisher import Publisher

@@ -9,7 +9,7 @@ import asyncpg
 import pytest
 
 from devstack.postgres import PostgresServer
-from tests.integration.support import metric_value
+from devstack.workers import metric_value
 from worker.batch_commit import commit_batch
 from worker.housekeeping import PendingStatusExpiry
 from worker.loadgen import generate_events, messaging_outcomes, plain_sms_statuses

@@ -9,16 +9,10 @@ import asyncpg
 import orjson
 import pytest
 
-from tests.integration.support import (
-    end_offsets,
-    metric_value,
-    produce,
-    read_topic,
-    running_worker,
-    stored_offsets,
-    wait_caught_up,
-    wait_outbox_empty,
-)
+from devstack.progress import stored_offsets, wait_caught_up, wait_outbox_empty
+from devstack.streams import produce
+from devstack.topics import end_offsets, read_topic
+from devstack.workers import metric_value, running_worker
 from worker.config import Settings
 from worker.loadgen import Record, disorder, encode_mixed, generate_events
 from worker.metrics import WorkerMetrics

@@ -2,7 +2,7 @@
 
 Every test runs the worker as real subprocesses (`delivery-receipts-worker run`) against the
 session's real Kafka broker and PostgreSQL, injects one kind of fault, and then checks the end
-state exactly (tests/reliability/harness.py `verify_final`):
+state exactly (tests/reliability/checks.py `verify_final`):
 
 - receipts in PostgreSQL equal `worker.reduction.coalesce` of the input, summary counts equal
   a recount, history has one row per distinct event (counts move by deltas, so an event
@@ -29,40 +29,25 @@ import pytest
 
 from devstack.kafka import KafkaBroker
 from devstack.postgres import PostgresServer
-from tests.integration.support import (
-    create_topics,
-    produce,
-    stored_offsets,
-    wait_caught_up,
-    wait_for,
-    wait_outbox_empty,
-)
-from tests.reliability.conftest import SettingsFactory
+from devstack.progress import lag, stored_offsets, wait_caught_up, wait_for, wait_outbox_empty
+from devstack.streams import Feeder, make_stream, produce
+from devstack.topics import create_topics
+from devstack.workers import Fleet, WorkerProcess
+from tests.reliability.checks import assert_state_matches_stored_offsets, outbox_rows, verify_final
 from tests.reliability.harness import (
     SESSION_TIMEOUT_S,
     BackgroundSampler,
-    Feeder,
-    Fleet,
-    Metrics,
     OffsetWatch,
-    Replica,
-    assert_state_matches_stored_offsets,
+    SettingsFactory,
+    applied_records,
     env_int,
-    lag,
-    make_stream,
-    outbox_rows,
+    report,
     seed_for,
-    verify_final,
 )
 from worker.config import Settings
 from worker.faults import POINTS
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
-
-
-def report(capsys: pytest.CaptureFixture[str], line: str) -> None:
-    with capsys.disabled():
-        print(f"\n[reliability] {line}")
 
 
 async def test_kill9_at_random_instants_under_load(
@@ -100,13 +85,6 @@ async def test_kill9_at_random_instants_under_load(
         f"kill -9: {cycles} cycles ({under_load} with lag > 0), 2 replicas, "
         f"{result['events']} events in {result['records']} records ({sent_during_kills} of "
         f"{len(stream.records)} distinct ones sent during the kills), {elapsed:.1f}s; {result}",
-    )
-
-
-def applied_records(m: Metrics) -> float:
-    """Records a worker applied: consumed minus those dropped as already applied (stale)."""
-    return m.get("delivery_worker_records_consumed_total") - m.get(
-        "delivery_worker_stale_records_total"
     )
 
 
@@ -211,7 +189,7 @@ async def test_rebalance_churn_and_a_fenced_zombie(
 class ReadinessProbe(BackgroundSampler):
     """Polls /readyz like a kubelet and checks the process never exits (no crash loop)."""
 
-    def __init__(self, replica: Replica, interval_s: float = 0.25) -> None:
+    def __init__(self, replica: WorkerProcess, interval_s: float = 0.25) -> None:
         self.replica = replica
         self.interval_s = interval_s
         self.log: list[tuple[float, int | None]] = []

@@ -19,14 +19,10 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from devstack._util import free_port
-from tests.integration.support import (
-    metric_value,
-    produce,
-    read_topic,
-    running_worker,
-    wait_caught_up,
-    wait_outbox_empty,
-)
+from devstack.progress import wait_caught_up, wait_outbox_empty
+from devstack.streams import produce
+from devstack.topics import read_topic
+from devstack.workers import metric_value, running_worker
 from tests.reliability.corpus.hostile import (
     BIG_LIMIT,
     CORPUS,

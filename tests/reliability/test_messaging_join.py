@@ -18,9 +18,10 @@ import time
 import asyncpg
 import pytest
 
-from tests.integration.support import produce
-from tests.reliability.conftest import SettingsFactory
-from tests.reliability.harness import Fleet, Stream, env_int, seed_for, verify_final
+from devstack.streams import Stream, produce
+from devstack.workers import Fleet
+from tests.reliability.checks import verify_final
+from tests.reliability.harness import SettingsFactory, env_int, seed_for
 from worker.events import Status
 from worker.loadgen import (
     encode_mixed,

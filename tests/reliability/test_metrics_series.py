@@ -19,7 +19,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from devstack._util import free_port
-from tests.integration.support import produce, running_worker, wait_caught_up
+from devstack.progress import wait_caught_up
+from devstack.streams import produce
+from devstack.workers import running_worker
 from tests.reliability.corpus.hostile import CORPUS, SKIPPED_TRICKY
 from worker.config import Settings
 from worker.loadgen import Record, encode_mixed, generate_events

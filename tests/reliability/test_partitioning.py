@@ -13,7 +13,7 @@ single-replica run over the same records.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
+import functools
 import random
 import signal
 import time
@@ -23,19 +23,13 @@ import asyncpg
 import pytest
 
 from devstack.postgres import PostgresServer
-from tests.integration.support import create_topics, produce
-from tests.reliability.conftest import SettingsFactory
-from tests.reliability.harness import (
-    Feeder,
-    Fleet,
-    env_int,
-    lag,
-    make_stream,
-    seed_for,
-    verify_final,
-)
-from worker.config import Settings
-from worker.migrate import apply_migrations
+from devstack.progress import lag
+from devstack.runs import sibling_run
+from devstack.streams import Feeder, make_stream, produce
+from devstack.workers import Fleet
+from tests.reliability import harness
+from tests.reliability.checks import verify_final
+from tests.reliability.harness import SettingsFactory, env_int, seed_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
@@ -45,9 +39,7 @@ HOT_MESSAGES = 6
 ARRAY_RATE = 0.15
 
 
-def report(capsys: pytest.CaptureFixture[str], line: str) -> None:
-    with capsys.disabled():
-        print(f"\n[partitioning] {line}")
+report = functools.partial(harness.report, tag="partitioning")
 
 
 @pytest.mark.parametrize("keying", ["conversation", "random", "none", "mixed"])
@@ -114,23 +106,6 @@ async def snapshot(dsn: str) -> dict[str, Any]:
     }
 
 
-async def single_replica_settings(
-    s: Settings, postgres_server: PostgresServer, name: str
-) -> Settings:
-    """Settings that read the same input topic into their own database, group and outputs."""
-    single = dataclasses.replace(
-        s,
-        database_url=postgres_server.create_database(name),
-        consumer_group=f"{s.consumer_group}-single",
-        summary_topic=f"{s.summary_topic}-single",
-        dlq_topic=f"{s.dlq_topic}-single",
-    )
-    await create_topics(single.kafka_bootstrap_servers, [single.summary_topic], partitions=2)
-    await create_topics(single.kafka_bootstrap_servers, [single.dlq_topic], partitions=1)
-    await apply_migrations(single.database_url)
-    return single
-
-
 async def test_four_replicas_killed_and_rebalanced_equal_one_replica(
     fresh_settings: SettingsFactory,
     fleet: Fleet,
@@ -170,7 +145,7 @@ async def test_four_replicas_killed_and_rebalanced_equal_one_replica(
     assert all(r.alive for r in replicas), fleet.logs()
     many = time.monotonic() - started
 
-    single = await single_replica_settings(s, postgres_server, f"{s.consumer_group}_single")
+    single = await sibling_run(s, postgres_server, "single", own_outputs=True, summary_partitions=2)
     alone = fleet.start(single)
     single_result = await verify_final(single, stream, timeout_s=240)
     assert alone.alive, alone.log_tail()

@@ -1,22 +1,19 @@
-"""Security basics, for real where it can be: TLS and SCRAM to Kafka, TLS to PostgreSQL.
+"""Security basics, for real: TLS and SCRAM to Kafka, TLS to PostgreSQL.
 
-A throwaway CA made with `openssl` signs a certificate for 127.0.0.1. A PostgreSQL with
-ssl=on that only accepts TLS (pg_hba: hostssl, SCRAM passwords) serves the worker's
-`migrate` and `run` with sslmode=verify-full; a Kafka broker with SASL_PLAINTEXT and
-SASL_SSL listeners (SCRAM credentials added when its storage is formatted) serves the
-worker end to end. The worker's JSON logs and its dead letters must never contain the
-Kafka or database password. And no SQL in worker/ is built from values.
-"""
+A throwaway CA (tests/reliability/credentials.py) signs a certificate for 127.0.0.1. A
+PostgreSQL with ssl=on that only accepts TLS (pg_hba: hostssl, SCRAM passwords) serves the
+worker's `migrate` and `run` with sslmode=verify-full; a Kafka broker with SASL_PLAINTEXT and
+SASL_SSL listeners (SCRAM credentials added when its storage is formatted) serves the worker end
+to end. The worker's JSON logs and its dead letters must never contain the Kafka or database
+password."""
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import dataclasses
 import json
 import os
 import shutil
-import signal
 import ssl
 import subprocess
 import sys
@@ -34,72 +31,24 @@ from aiokafka.errors import KafkaError
 from devstack._util import free_port
 from devstack.kafka import KafkaBroker
 from devstack.postgres import PostgresServer
-from tests.integration.support import (
-    create_topics,
-    produce,
-    read_topic,
-    stored_offsets,
-    wait_for,
+from devstack.progress import stored_offsets, wait_for
+from devstack.streams import produce
+from devstack.topics import create_topics, read_topic
+from devstack.workers import WorkerProcess
+from tests.reliability.credentials import (
+    DB_PASSWORD,
+    DB_USER,
+    KAFKA_PASSWORD,
+    KAFKA_USER,
+    ROOT,
+    assert_no_secret,
+    kafka_settings,
+    make_pki,
 )
-from worker.config import ConfigError, Settings
+from worker.config import Settings
 from worker.kafka import client_options
 from worker.loadgen import Record, encode_mixed, generate_events
 from worker.reduction import coalesce
-
-ROOT = Path(__file__).resolve().parents[2]
-KAFKA_USER = "worker"
-KAFKA_PASSWORD = "kafka-pw-" + uuid.uuid4().hex
-DB_USER = "worker"
-DB_PASSWORD = "db-pw-" + uuid.uuid4().hex
-SECRETS = (KAFKA_PASSWORD, DB_PASSWORD)
-
-needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not found")
-
-
-# -- a throwaway PKI -------------------------------------------------------------------------
-
-
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
-
-
-def make_pki(directory: Path) -> dict[str, Path]:
-    """A CA, a server certificate for IP 127.0.0.1 only, and an unrelated second CA."""
-    directory.mkdir(parents=True, exist_ok=True)
-    for ca in ("ca", "other-ca"):
-        _openssl(
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-            "-keyout", f"{ca}.key", "-out", f"{ca}.pem", "-subj", f"/CN=test {ca}",
-            "-addext", "basicConstraints=critical,CA:TRUE",
-            "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-            cwd=directory,
-        )  # fmt: skip
-    (directory / "server.ext").write_text(
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
-        "keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
-    )
-    _openssl(
-        "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key",
-        "-out", "server.csr", "-subj", "/CN=127.0.0.1",
-        cwd=directory,
-    )  # fmt: skip
-    _openssl(
-        "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-        "-CAcreateserial", "-days", "2", "-out", "server.crt", "-extfile", "server.ext",
-        cwd=directory,
-    )  # fmt: skip
-    # Kafka reads a PEM key store: the PKCS#8 key and the certificate chain in one file.
-    bundle = directory / "server-bundle.pem"
-    bundle.write_text(
-        (directory / "server.key").read_text() + (directory / "server.crt").read_text()
-    )
-    return {
-        "ca": directory / "ca.pem",
-        "other_ca": directory / "other-ca.pem",
-        "cert": directory / "server.crt",
-        "key": directory / "server.key",
-        "bundle": bundle,
-    }
 
 
 @pytest.fixture(scope="module")
@@ -184,29 +133,20 @@ def run_cli(
     )
 
 
-def _spawn_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    with log_path.open("wb") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "worker", "run"],
-            cwd=ROOT,
-            env={**_base_env(), **env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+def _spawn_worker(env: dict[str, str], log_path: Path) -> WorkerProcess:
+    return WorkerProcess(
+        "worker",
+        {**_base_env(), **env},
+        log_path,
+        int(env["HTTP_PORT"]),
+        command=[sys.executable, "-m", "worker", "run"],
+        cwd=ROOT,
+    )
 
 
 def _base_env() -> dict[str, str]:
     keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "VIRTUAL_ENV")
     return {k: v for k, v in os.environ.items() if k in keep} | {"PYTHONPATH": str(ROOT)}
-
-
-def assert_no_secret(*texts: str | bytes | None) -> None:
-    for text in texts:
-        if text is None:
-            continue
-        blob = text if isinstance(text, bytes) else text.encode()
-        for secret in SECRETS:
-            assert secret.encode() not in blob, "a password leaked"
 
 
 async def test_postgres_tls_verify_full(tls_postgres: PostgresServer, pki: dict[str, Path]) -> None:
@@ -291,19 +231,6 @@ def secure_kafka(pki: dict[str, Path]) -> Iterator[SecureKafka]:
         )
 
 
-def _kafka_settings(
-    bootstrap: str, protocol: str, mechanism: str, password: str, ca: Path | None
-) -> Settings:
-    return Settings(
-        kafka_bootstrap_servers=bootstrap,
-        kafka_security_protocol=protocol,
-        kafka_sasl_mechanism=mechanism,
-        kafka_sasl_username=KAFKA_USER,
-        kafka_sasl_password=password,
-        kafka_ssl_cafile=str(ca) if ca else None,
-    )
-
-
 async def _try_produce(settings: Settings, topic: str) -> None:
     producer = AIOKafkaProducer(request_timeout_ms=10_000, **client_options(settings))
     try:
@@ -325,7 +252,7 @@ async def test_kafka_scram_and_tls_client_options(
     ]
     for bootstrap, protocol, mechanism, ca in ok:
         await _try_produce(
-            _kafka_settings(bootstrap, protocol, mechanism, KAFKA_PASSWORD, ca), topic
+            kafka_settings(bootstrap, protocol, mechanism, KAFKA_PASSWORD, ca), topic
         )
     assert len(await read_topic(secure_kafka.plaintext, topic)) == len(ok)
 
@@ -335,7 +262,7 @@ async def test_kafka_scram_and_tls_client_options(
     ]
     for bootstrap, protocol, mechanism, password, ca in refused:
         with pytest.raises((KafkaError, ssl.SSLError, OSError, TimeoutError)):
-            await _try_produce(_kafka_settings(bootstrap, protocol, mechanism, password, ca), topic)
+            await _try_produce(kafka_settings(bootstrap, protocol, mechanism, password, ca), topic)
 
 
 async def test_worker_end_to_end_over_sasl_ssl_and_postgres_tls(
@@ -382,7 +309,7 @@ async def test_worker_end_to_end_over_sasl_ssl_and_postgres_tls(
         ends = {0, 1}
 
         async def caught_up() -> bool:
-            assert proc.poll() is None, log_path.read_text()[-3000:]
+            assert proc.alive, log_path.read_text()[-3000:]
             try:
                 stored = await stored_offsets(admin, env["CONSUMER_GROUP"], topics["INPUT_TOPIC"])
             except asyncpg.PostgresError:
@@ -403,12 +330,7 @@ async def test_worker_end_to_end_over_sasl_ssl_and_postgres_tls(
         assert tls_sessions >= 1
         assert receipts == len(coalesce(events))
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        proc.stop(timeout_s=30)
     assert proc.returncode == 0, log_path.read_text()[-3000:]
 
     output = log_path.read_bytes()
@@ -425,175 +347,3 @@ async def test_worker_end_to_end_over_sasl_ssl_and_postgres_tls(
     assert_no_secret(*(v for d in dead for _, v in d.raw_headers), dead[0].value)
     summaries = await read_topic(secure_kafka.plaintext, topics["SUMMARY_TOPIC"])
     assert summaries and all(orjson.loads(s.value or b"")["message_sid"] for s in summaries)
-
-
-# -- without servers -------------------------------------------------------------------------
-
-
-def test_client_options_mapping(tmp_path: Path) -> None:
-    plain = client_options(Settings(kafka_bootstrap_servers="b:9092"))
-    assert plain == {"bootstrap_servers": "b:9092", "security_protocol": "PLAINTEXT"}
-
-    sasl = client_options(_kafka_settings("b:9093", "SASL_PLAINTEXT", "SCRAM-SHA-512", "pw", None))
-    assert sasl["security_protocol"] == "SASL_PLAINTEXT" and "ssl_context" not in sasl
-    assert (sasl["sasl_mechanism"], sasl["sasl_plain_username"], sasl["sasl_plain_password"]) == (
-        "SCRAM-SHA-512",
-        KAFKA_USER,
-        "pw",
-    )
-    if shutil.which("openssl") is not None:
-        paths = make_pki(tmp_path / "pki")
-        tls = client_options(
-            _kafka_settings("b:9094", "SASL_SSL", "SCRAM-SHA-256", "pw", paths["ca"])
-        )
-        context = tls["ssl_context"]
-        assert isinstance(context, ssl.SSLContext)
-        assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
-        assert context.get_ca_certs()
-
-    with pytest.raises(ConfigError, match="KAFKA_SASL_MECHANISM"):
-        Settings(kafka_security_protocol="SASL_SSL").validate()
-    with pytest.raises(ConfigError, match="KAFKA_SASL_USERNAME"):
-        Settings(
-            kafka_security_protocol="SASL_SSL", kafka_sasl_mechanism="SCRAM-SHA-256"
-        ).validate()
-    with pytest.raises(ConfigError, match="KAFKA_SSL_CAFILE"):
-        Settings(kafka_security_protocol="SSL", kafka_ssl_cafile="/nonexistent/ca.pem").validate()
-
-
-@pytest.mark.parametrize(
-    "url",
-    [
-        "postgresql://worker:{pw}@db:5432/receipts?sslmode=verify-full&sslrootcert=/ca.pem",
-        "postgresql://worker@db/receipts?password={pw}&sslmode=require",
-        "postgresql://worker@db/receipts?sslmode=verify-full&sslpassword={pw}",
-        "postgresql://worker:{pw}@db/receipts?PASSWORD={pw}",
-    ],
-)
-def test_safe_settings_mask_every_secret(url: str) -> None:
-    settings = Settings(
-        kafka_bootstrap_servers="b:9093",
-        database_url=url.format(pw=DB_PASSWORD),
-        kafka_security_protocol="SASL_SSL",
-        kafka_sasl_mechanism="SCRAM-SHA-256",
-        kafka_sasl_username=KAFKA_USER,
-        kafka_sasl_password=KAFKA_PASSWORD,
-        api_auth_account_sid="AC" + "0" * 32,
-        api_auth_token="api-token-" + DB_PASSWORD,
-    )
-    assert_no_secret(orjson.dumps(settings.safe(), default=str))
-    assert "db" in str(settings.safe()["database_url"])
-
-
-def test_sql_is_never_built_from_values() -> None:
-    """f-strings, .format() and % in SQL may only splice module constants (column lists)."""
-    sql_words = (
-        "SELECT ",
-        "INSERT ",
-        "UPDATE ",
-        "DELETE ",
-        " WHERE ",
-        "VALUES",
-        "CREATE ",
-        "ALTER ",
-    )
-    offenders: list[str] = []
-    checked = 0
-    for path in sorted((ROOT / "worker").rglob("*.py")):
-        tree = ast.parse(path.read_text(), str(path))
-        constants = _module_string_constants(tree)
-
-        def is_sql(node: ast.AST) -> bool:
-            text = " ".join(
-                part.value
-                for part in ast.walk(node)
-                if isinstance(part, ast.Constant) and isinstance(part.value, str)
-            ).upper()
-            return any(word in text for word in sql_words)
-
-        def where(node: ast.AST, path: Path = path) -> str:
-            return f"{path.relative_to(ROOT)}:{getattr(node, 'lineno', '?')}"
-
-        for node in ast.walk(tree):
-            if isinstance(node, ast.JoinedStr) and is_sql(node):
-                checked += 1
-                for value in node.values:
-                    if isinstance(value, ast.FormattedValue) and not (
-                        isinstance(value.value, ast.Name) and value.value.id in constants
-                    ):
-                        offenders.append(
-                            f"{where(node)}: f-string splices {ast.unparse(value.value)}"
-                        )
-            elif (
-                isinstance(node, ast.Call)
-                and isinstance(node.func, ast.Attribute)
-                and node.func.attr == "format"
-                and is_sql(node.func.value)
-            ):
-                offenders.append(f"{where(node)}: str.format() on SQL")
-            elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mod) and is_sql(node.left):
-                offenders.append(f"{where(node)}: % formatting of SQL")
-            elif (
-                isinstance(node, ast.BinOp)
-                and isinstance(node.op, ast.Add)
-                and is_sql(node)
-                and not all(_is_constant(side, constants) for side in (node.left, node.right))
-            ):
-                offenders.append(f"{where(node)}: SQL concatenated with a value")
-    assert checked >= 3, "expected the constant column-list f-strings of store.py"
-    assert not offenders, "\n".join(offenders)
-
-
-def _is_constant(node: ast.AST, constants: set[str]) -> bool:
-    if isinstance(node, ast.Constant):
-        return True
-    if isinstance(node, ast.Name):
-        return node.id in constants
-    if isinstance(node, ast.BinOp):
-        return _is_constant(node.left, constants) and _is_constant(node.right, constants)
-    return False
-
-
-def _module_string_constants(tree: ast.Module) -> set[str]:
-    """Module-level names bound once to a string built only from literals and such names."""
-    names: set[str] = set()
-    assigned: dict[str, int] = {}
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
-            assigned[node.id] = assigned.get(node.id, 0) + 1
-    for node in tree.body:
-        target, value = None, None
-        if isinstance(node, ast.Assign) and len(node.targets) == 1:
-            target, value = node.targets[0], node.value
-        elif isinstance(node, ast.AnnAssign):
-            target, value = node.target, node.value
-        if not isinstance(target, ast.Name) or value is None or assigned.get(target.id) != 1:
-            continue
-        if _literal_string(value, names):
-            names.add(target.id)
-    return names
-
-
-def _literal_string(node: ast.AST, names: set[str]) -> bool:
-    if isinstance(node, ast.Constant):
-        return isinstance(node.value, str)
-    if isinstance(node, ast.Name):
-        return node.id in names
-    if isinstance(node, ast.JoinedStr):
-        return all(
-            isinstance(v, ast.Constant)
-            or (isinstance(v, ast.FormattedValue) and _literal_string(v.value, names))
-            for v in node.values
-        )
-    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
-        return _literal_string(node.left, names) and _literal_string(node.right, names)
-    if (
-        isinstance(node, ast.Call)
-        and isinstance(node.func, ast.Attribute)
-        and node.func.attr == "join"
-        and isinstance(node.func.value, ast.Constant)
-        and len(node.args) == 1
-        and isinstance(node.args[0], ast.Tuple | ast.List)
-    ):
-        return all(_literal_string(e, names) for e in node.args[0].elts)
-    return False
