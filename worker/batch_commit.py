@@ -66,18 +66,20 @@ async def commit_batch(
             await tx.advance_offsets(group, topic, moves)
         # Lock order everywhere: offsets, channel message links, receipts, summaries, outbox.
         plan = await _join_statuses(tx, receipt_links, statuses)
-        stored = await tx.claim_receipts(states, also={key for key, _ in plan.apply})
-        joined, foreign = _joined_events(plan, states, stored)
-        incoming = _with_joined(states, joined)
-        outcome = apply_batch(stored, incoming)
-        # New receipts were inserted with their batch state; a status joined to one moves it.
-        await tx.update_receipts(
-            [
-                c.after
-                for c in outcome.changes
-                if c.before is not None or c.after != states[c.after.key]
-            ]
-        )
+        # A status whose receipt has events in this batch joins before the receipts are
+        # claimed, so a new receipt is inserted in its joined state (not inserted, then
+        # updated); one whose receipt is only stored joins to the locked stored state.
+        here = [(key, status) for key, status in plan.apply if key in states]
+        there = [(key, status) for key, status in plan.apply if key not in states]
+        joined, foreign = _joined_events(here, states)
+        batch_states = _with_joined(states, joined)
+        stored = await tx.claim_receipts(batch_states, also={key for key, _ in there})
+        joined_there, foreign_there = _joined_events(there, stored)
+        joined += joined_there
+        foreign += foreign_there
+        outcome = apply_batch(stored, _with_joined(batch_states, joined_there))
+        # New receipts were inserted with their batch state: only stored ones are updated.
+        await tx.update_receipts([c.after for c in outcome.changes if c.before is not None])
         if joined:
             kept, _ = store.history.select(joined)  # months prepared above, with the statuses
             history = distinct_history([*history, *kept])
@@ -126,15 +128,15 @@ async def _join_statuses(
 
 
 def _joined_events(
-    plan: LinkPlan,
-    states: Mapping[ReceiptKey, ReceiptEvent],
-    stored: Mapping[ReceiptKey, ReceiptEvent],
+    applied: Sequence[tuple[ReceiptKey, StatusEvent]],
+    receipts: Mapping[ReceiptKey, ReceiptEvent],
 ) -> tuple[list[ReceiptEvent], int]:
-    """The receipt events that the plan's status events stand for, and how many were foreign."""
+    """The receipt events that status events stand for, given their receipts' states, and how
+    many were foreign (another account's)."""
     joined: list[ReceiptEvent] = []
     foreign = 0
-    for key, status in plan.apply:
-        receipt = states.get(key) or stored.get(key)
+    for key, status in applied:
+        receipt = receipts.get(key)
         if receipt is None:
             # A link names only a receipt that was committed or is in this batch.
             raise ConcurrentWrite(f"linked receipt {key} is missing")
