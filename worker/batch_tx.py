@@ -17,10 +17,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 import orjson
 
+from worker import native
 from worker.events import ReceiptEvent, Status, StatusEvent
 from worker.reduction import Counts, MessageDelta, ReceiptKey
 from worker.status_join import LinkRow
@@ -48,19 +50,44 @@ _EVENT_COLUMNS = (
 )
 if [c.split()[0] for c in _EVENT_COLUMNS.split(",")] != list(ReceiptEvent._fields):
     raise RuntimeError("_EVENT_COLUMNS must list ReceiptEvent's fields in order, with types")
+_KEY_COLUMNS = "message_sid text, participant_sid text"
+_LINK_COLUMNS = "channel_message_sid text, message_sid text, participant_sid text, pending text"
+_DELTA_COLUMNS = (
+    "message_sid text, conversation_sid text, account_sid text, chat_service_sid text,"
+    " total integer, sent_count integer, delivered_count integer, read_count integer,"
+    " failed_count integer, undelivered_count integer"
+)
 TEMP_TABLES = f"""
 CREATE TEMP TABLE IF NOT EXISTS batch_states ({_EVENT_COLUMNS}) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS batch_changed ({_EVENT_COLUMNS}) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS batch_history ({_EVENT_COLUMNS}) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS batch_keys (message_sid text, participant_sid text)
-    ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS batch_links (channel_message_sid text, message_sid text,
-    participant_sid text, pending text) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS batch_deltas (message_sid text, conversation_sid text,
-    account_sid text, chat_service_sid text, total integer, sent_count integer,
-    delivered_count integer, read_count integer, failed_count integer,
-    undelivered_count integer) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS batch_keys ({_KEY_COLUMNS}) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS batch_links ({_LINK_COLUMNS}) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS batch_deltas ({_DELTA_COLUMNS}) ON COMMIT DELETE ROWS;
 """
+
+
+_KIND_OF_TYPE = {
+    "text": "t",
+    "smallint": "h",
+    "integer": "i",
+    "bigint": "q",
+    "timestamptz": "z",
+    "bytea": "b",
+}
+
+
+def _copy_kinds(columns: str) -> str:
+    """The column kinds of `native.copy_binary` for columns written as in CREATE TABLE."""
+    return "".join(_KIND_OF_TYPE[column.split()[1]] for column in columns.split(","))
+
+
+_EVENT_KINDS = _copy_kinds(_EVENT_COLUMNS)
+_KEY_KINDS = _copy_kinds(_KEY_COLUMNS)
+_LINK_KINDS = _copy_kinds(_LINK_COLUMNS)
+_DELTA_KINDS = _copy_kinds(_DELTA_COLUMNS)
+_OUTBOX_COLUMNS = ("message_sid", "version", "payload")
+_OUTBOX_KINDS = _copy_kinds("message_sid text, version bigint, payload bytea")
 
 # Status labels by rank: $1 of the statements that turn a rank into a label (1-based).
 _LABELS = [s.label for s in sorted(Status)]
@@ -287,9 +314,8 @@ class BatchTransaction:
         existed, links are read without a lock (they never change) and placeholders locked.
         """
         conn = self._conn
-        await conn.copy_records_to_table(
-            "batch_links", records=[(sid, *_link_values(row)) for sid, row in fresh.items()]
-        )
+        fresh_rows = [(sid, *_link_values(row)) for sid, row in fresh.items()]
+        await _copy(conn, "batch_links", fresh_rows, _LINK_KINDS)
         inserted = {r[0] for r in await conn.fetch(_INSERT_NEW_LINKS)}
         if len(inserted) == len(fresh):
             return {}
@@ -333,13 +359,13 @@ class BatchTransaction:
         await conn.execute(_JOIN_BY_INDEX)
         new: set[ReceiptKey] = set()
         if states:
-            await conn.copy_records_to_table("batch_states", records=states.values())
+            await _copy(conn, "batch_states", states.values(), _EVENT_KINDS)
             created = await conn.fetch(_INSERT_NEW_RECEIPTS, _LABELS)
             new = {(r[0], r[1]) for r in created}
         existing = [k for k in states if k not in new] + extra
         if not existing:
             return {}
-        await conn.copy_records_to_table("batch_keys", records=existing)
+        await _copy(conn, "batch_keys", existing, _KEY_KINDS)
         rows = await conn.fetch(_LOCK_RECEIPTS)
         if len(rows) != len(existing):
             # Receipts are never deleted, so a conflicting key that is not there to lock
@@ -351,7 +377,7 @@ class BatchTransaction:
         """Write merged states of existing receipts, which `claim_receipts` locked."""
         if not states:
             return
-        await self._conn.copy_records_to_table("batch_changed", records=states)
+        await _copy(self._conn, "batch_changed", states, _EVENT_KINDS)
         status = await self._conn.execute(_UPDATE_RECEIPTS, _LABELS)
         refused = len(states) - int(status.split()[-1])
         if refused:
@@ -360,16 +386,17 @@ class BatchTransaction:
     async def write_history(self, events: Sequence[ReceiptEvent]) -> None:
         if not events:
             return
-        await self._conn.copy_records_to_table("batch_history", records=events)
+        await _copy(self._conn, "batch_history", events, _EVENT_KINDS)
         await self._conn.execute(_INSERT_HISTORY, _LABELS)
 
     async def apply_deltas(self, deltas: Sequence[MessageDelta]) -> list[Summary]:
         """Add each message's count delta to its summary, bumping its version once."""
         if not deltas:
             return []
-        await self._conn.copy_records_to_table(
+        await _copy(
+            self._conn,
             "batch_deltas",
-            records=[
+            [
                 (
                     d.message_sid,
                     d.conversation_sid,
@@ -384,6 +411,7 @@ class BatchTransaction:
                 )
                 for d in deltas
             ],
+            _DELTA_KINDS,
         )
         rows = await self._conn.fetch(_APPLY_DELTAS)
         return [
@@ -403,6 +431,21 @@ class BatchTransaction:
         if not events:
             return
         await self._conn.execute("SELECT pg_advisory_xact_lock($1)", OUTBOX_ORDER_LOCK)
-        await self._conn.copy_records_to_table(
-            "summary_outbox", records=events, columns=("message_sid", "version", "payload")
-        )
+        await _copy(self._conn, "summary_outbox", events, _OUTBOX_KINDS, _OUTBOX_COLUMNS)
+
+
+async def _copy(
+    conn: asyncpg.Connection,
+    table: str,
+    rows: Iterable[tuple[Any, ...]],
+    kinds: str,
+    columns: Sequence[str] | None = None,
+) -> None:
+    """Rows into a table by binary COPY, encoded by the compiled module where it is
+    installed (without asyncpg's per-value codec calls, docs/benchmark.md), else by asyncpg."""
+    if native.copy_binary is None:
+        await conn.copy_records_to_table(table, records=rows, columns=columns)
+    else:
+        # A memoryview: asyncpg would take bytes for a file name.
+        data = memoryview(native.copy_binary(rows, kinds))
+        await conn.copy_to_table(table, source=data, columns=columns, format="binary")

@@ -3,7 +3,8 @@
 `worker.parsing.fast.common_event` handles the shape nearly every event has in a few calls
 and hands anything else to `worker.parsing.receipts._checked_event`; these tests parse the
 same inputs with the fast path switched off and compare: same events, or the same reason
-and message.
+and message. (The compiled fast path is switched off here; test_parsing_compiled.py
+compares it with these two.)
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import orjson
 import pytest
 
 from tests.unit.test_parsing import GOOD  # the same valid webhook
-from worker import parsing
+from worker import native, parsing
 from worker.loadgen import disorder, encode_mixed, generate_events
 from worker.parsing import InvalidRecord, ParsedRecord, parse_record, receipts
 from worker.parsing.fast import form_pairs
@@ -53,8 +54,9 @@ def _outcome(value: bytes, headers: list[tuple[str, bytes]]) -> object:
 
 
 def _both(value: bytes, headers: list[tuple[str, bytes]]) -> tuple[object, object]:
-    fast = _outcome(value, headers)
     with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(native, "FAST_PARSER", None)  # the compiled path: test_parsing_compiled.py
+        fast = _outcome(value, headers)
         patch.setattr(receipts, "common_event", lambda doc, names: None)
         checked = _outcome(value, headers)
     return fast, checked
@@ -101,6 +103,7 @@ def test_fast_path_agrees_on_the_generated_stream(whatsapp_prefix: str) -> None:
     assert fast_events == len(events)
     # And every generated event takes the fast path: the checked one is never called.
     with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(native, "FAST_PARSER", None)
         patch.setattr(receipts, "_checked_event", lambda doc, names: 1 / 0)
         for record in records:
             parse_record(record.value, record.headers, max_bytes=65536)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from worker import native
 from worker.events import ReceiptEvent, StatusEvent
 from worker.parsing import receipts, statuses
 from worker.parsing.fast import form_pairs
@@ -61,13 +62,25 @@ def parse_record(
     if len(value) > max_bytes:
         raise InvalidRecord("too_large", f"record is {len(value)} bytes, limit is {max_bytes}")
 
-    header_map = _headers(headers)
-    content_type = header_map.get("content-type", "").split(";", 1)[0].strip().lower()
+    content_type = _content_type(headers)
     if content_type == _FORM_TYPE:
         return _parse_form(value, timestamp_ms)
     if content_type in _JSON_TYPES or value.lstrip()[:1] in (b"{", b"["):
-        return _parse_json(value, header_map, timestamp_ms)
+        return _parse_json(value, headers, timestamp_ms)
     return _parse_form(value, timestamp_ms)
+
+
+def _content_type(headers: Sequence[tuple[str, bytes]]) -> str:
+    """The media type of the record's content-type header, as `_headers` reads it (the last
+    readable one), in lower case; "" if none. Every record needs it, and only it."""
+    found = ""
+    for key, raw in headers:
+        if raw is not None and key.lower() == "content-type":
+            try:
+                found = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                continue
+    return found.split(";", 1)[0].strip().lower()
 
 
 def _headers(headers: Sequence[tuple[str, bytes]]) -> dict[str, str]:
@@ -83,8 +96,13 @@ def _headers(headers: Sequence[tuple[str, bytes]]) -> dict[str, str]:
 
 
 def _parse_json(
-    value: bytes, header_map: Mapping[str, str], timestamp_ms: int | None
+    value: bytes, headers: Sequence[tuple[str, bytes]], timestamp_ms: int | None
 ) -> ParsedRecord:
+    if native.FAST_PARSER is not None:
+        # Nearly every record: read without building its dicts, or None (then read below).
+        events = native.FAST_PARSER.json_events(value)
+        if events is not None:
+            return ParsedRecord(events=events)
     try:
         doc = orjson.loads(value)
     except orjson.JSONDecodeError as exc:
@@ -119,7 +137,7 @@ def _parse_json(
         parsed.add_event(receipts.receipt_event(doc, receipts.SNAKE))
     elif statuses.is_status_callback(doc):
         parsed.add_status(statuses.callback_status(doc, timestamp_ms))
-    elif "ce_type" in header_map:
+    elif "ce_type" in (header_map := _headers(headers)):
         # CloudEvents Kafka binding, binary mode: attributes in headers, data is the value.
         _add_cloudevent_data(header_map["ce_type"], doc, parsed)
     else:
@@ -161,6 +179,10 @@ def _add_webhook(doc: Mapping[str, object], parsed: ParsedRecord) -> None:
 
 
 def _parse_form(value: bytes, timestamp_ms: int | None) -> ParsedRecord:
+    if native.FAST_PARSER is not None:
+        events = native.FAST_PARSER.form_events(value)
+        if events is not None:
+            return ParsedRecord(events=events)
     try:
         text = value.decode("utf-8")
     except UnicodeDecodeError:

@@ -1,0 +1,33 @@
+"""The compiled fast paths (native/, a Rust extension), where installed; None where not.
+
+`FAST_PARSER` reads records of the receipt forms whose events all have the common shape;
+`copy_binary` encodes the batch's rows for binary COPY; `murmur2` is Kafka's partitioning
+hash, for the outbox relay. Both are optional: without them the
+worker gives the same results from its Python code, only with more CPU per event
+(docs/benchmark.md, "Compiled fast paths"). The tests run both ways.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import UTC
+
+from worker.events import ReceiptEvent, Status
+
+try:
+    import receipts_native
+except ImportError:  # not built here: the Python paths do the same work
+    FAST_PARSER: receipts_native.FastParser | None = None
+    copy_binary: Callable[[Iterable[tuple[object, ...]], str], bytes] | None = None
+    murmur2: Callable[[bytes], int] | None = None
+else:
+    FAST_PARSER = receipts_native.FastParser(
+        ReceiptEvent, [("", Status.QUEUED), *((s.label, s) for s in Status)], UTC
+    )
+    copy_binary = receipts_native.copy_binary
+    murmur2 = receipts_native.murmur2
+
+
+def describe() -> str:
+    """What the start-up log says about this process's parsing and COPY."""
+    return "compiled (receipts_native)" if FAST_PARSER is not None else "pure Python"
