@@ -11,12 +11,13 @@
 #   docker run --rm -e ... delivery-receipts-worker migrate
 #   docker run --rm -e ... -p 8000:8000 delivery-receipts-worker api
 #
-# Two stages. "builder" installs the hash-checked build backend (requirements-build.lock) into a
-# build venv, the hash-checked runtime dependencies (requirements.lock) and the project's wheel
-# into /opt/venv, a venv created without pip. The final stage copies only /opt/venv onto the same
-# base image, from which pip, setuptools and wheel are removed: no installer, no build backend,
-# no build tools, no sources and no pip cache ship. Every dependency is installed from a binary
-# wheel (--only-binary): no compiler is needed.
+# Two stages. "builder" installs the hash-checked build backends (requirements-build.lock,
+# native/requirements-build.lock) into a build venv, the hash-checked runtime dependencies
+# (requirements.lock), the compiled fast paths (native/, built here with the Rust toolchain of
+# the rust image and Debian's C linker) and the project's wheel into /opt/venv, a venv created
+# without pip. The final stage copies only /opt/venv onto the same base image, from which pip,
+# setuptools and wheel are removed: no installer, no build backend, no compiler, no sources and
+# no pip cache ship. Every dependency is installed from a binary wheel (--only-binary).
 
 # The base image, pinned by the digest of its multi-arch index (python 3.11.16 on Debian 12
 # "bookworm", slim), so that a rebuild gets the same bytes as today's until the pin is moved on
@@ -30,24 +31,47 @@
 #   (or: crane digest python:3.11-slim-bookworm; skopeo inspect docker://python:3.11-slim-bookworm)
 # then replace the digest below, rebuild, and run the tests (docs/deploy.md, "The image").
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm@sha256:528257d48c1da0dcecc2e725d1ae34498d60c965f1241e39cd6a85a8859bdf84
+# The Rust toolchain for native/ (Cargo.lock needs cargo >= 1.78), builder stage only. Where it
+# came from: as above, a digest that public Dockerfiles pin for rust:1-slim-bookworm (two of them
+# independently; it was not pulled from here). Refresh it the same way:
+#   docker buildx imagetools inspect rust:1-slim-bookworm --format '{{json .Manifest.Digest}}'
+ARG RUST_IMAGE=rust:1-slim-bookworm@sha256:94e9efa4033213dbb70d4f665527e7ece3944ddb7ba1dd2e43f6fd6e2490af58
+
+FROM ${RUST_IMAGE} AS rust
 
 FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PYTHONDONTWRITEBYTECODE=1
+    PYTHONDONTWRITEBYTECODE=1 \
+    RUSTUP_HOME=/usr/local/rustup \
+    CARGO_HOME=/usr/local/cargo \
+    PATH=/usr/local/cargo/bin:${PATH}
 WORKDIR /src
+# native/ is compiled by rustc, which links with the C compiler. Debian's security updates move
+# these packages' versions, so they are not pinned; nothing of this stage but /opt/venv ships.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
+COPY --from=rust /usr/local/rustup /usr/local/rustup
+COPY --from=rust /usr/local/cargo /usr/local/cargo
 # The build backend (setuptools, pinned in pyproject.toml's [build-system]) in a venv of its own,
 # hash-checked like the runtime dependencies; the wheel is built with it, without build
 # isolation, so nothing unpinned is fetched at build time. This venv stays in the builder.
 COPY requirements-build.lock ./
+COPY native/requirements-build.lock ./native/
 RUN python -m venv /opt/build \
     && /opt/build/bin/pip install --require-hashes --only-binary=:all: --no-deps \
-       -r requirements-build.lock
+       -r requirements-build.lock -r native/requirements-build.lock
 # The runtime venv has no pip: the build venv's pip installs into it from outside (--python).
 RUN python -m venv --without-pip /opt/venv
 COPY requirements.lock ./
 RUN /opt/build/bin/pip --python /opt/venv/bin/python install --require-hashes \
     --only-binary=:all: --no-deps -r requirements.lock
+# The compiled fast paths: crates as Cargo.lock pins them (--locked), nothing else fetched.
+COPY native ./native
+RUN MATURIN_PEP517_ARGS="--locked" /opt/build/bin/pip wheel --no-build-isolation --no-deps \
+       --wheel-dir /tmp/wheels ./native
 COPY pyproject.toml README.md ./
 COPY worker ./worker
 RUN /opt/build/bin/pip wheel --no-build-isolation --no-deps --wheel-dir /tmp/wheels . \

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Prepares a machine to develop and test the worker: the project's .venv, the PostgreSQL
-# server binaries, a JDK with Maven, and the cached Kafka jars. Idempotent: every step is
+# Prepares a machine to develop and test the worker: the project's .venv with the compiled
+# fast paths (native/, built with cargo), the PostgreSQL server binaries, a JDK with Maven,
+# and the cached Kafka jars. Idempotent: every step is
 # skipped when already done, so it is safe to re-run (CI runs it on every job).
 #
 #   bash scripts/setup.sh
@@ -45,6 +46,30 @@ if [[ ! -x "${VENV}/bin/python" ]]; then
 fi
 log "installing the project into ${VENV} (editable, [dev,fast])"
 "${VENV}/bin/python" -m pip install -q -e "${ROOT}[dev,fast]"
+
+# --- The compiled fast paths (native/, a Rust extension; optional at run time) ----------------
+# Rebuilt only when its sources change: the hash of native/'s files is kept in the venv.
+# rustup's cargo first: a distribution's may be too old for Cargo.lock (needs cargo >= 1.78).
+if [[ -z "${CARGO:-}" ]]; then
+    CARGO="${HOME}/.cargo/bin/cargo"
+    [[ -x "${CARGO}" ]] || CARGO="$(command -v cargo || true)"
+fi
+if [[ -z "${CARGO}" ]]; then
+    log "ERROR: cargo not found. Install a Rust toolchain (rustup, Rust >= 1.78), or set CARGO;"
+    log "       without one the worker still runs, on its pure Python paths (docs/benchmark.md)"
+    exit 1
+fi
+native_hash="$(cd "${ROOT}/native" && find Cargo.toml Cargo.lock pyproject.toml ./*.pyi src -type f \
+    -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)"
+native_mark="${VENV}/.receipts_native-${native_hash}"
+if [[ -f "${native_mark}" ]] && "${VENV}/bin/python" -c "import receipts_native" 2>/dev/null; then
+    log "receipts_native up to date (${native_hash})"
+else
+    log "building receipts_native with $("${CARGO}" --version) (≈ 30 s)"
+    PATH="$(dirname "${CARGO}"):${PATH}" "${VENV}/bin/python" -m pip install -q "${ROOT}/native"
+    rm -f "${VENV}"/.receipts_native-*
+    touch "${native_mark}"
+fi
 
 # --- PostgreSQL server binaries ---------------------------------------------------------------
 if have_initdb; then

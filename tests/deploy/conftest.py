@@ -75,11 +75,11 @@ def require_module(name: str, package: str) -> ModuleType:
 
 
 def run(
-    args: list[str], *, cwd: Path = ROOT, timeout: float = 300
+    args: list[str], *, cwd: Path = ROOT, timeout: float = 300, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run a command; the result carries stdout and stderr for assertion messages."""
     return subprocess.run(
-        args, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
+        args, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False, env=env
     )
 
 

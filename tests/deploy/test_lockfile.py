@@ -5,12 +5,14 @@ for the build backend of pyproject.toml's [build-system]."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import sys
 import tomllib
 from pathlib import Path
 
+import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -63,13 +65,16 @@ def test_lock_pins_every_runtime_dependency_within_its_range() -> None:
         assert dev_only not in pins, f"{dev_only} is a dev tool, not a runtime dependency"
 
 
-def _recompile(pip_compile: str, lock: Path, copy: Path) -> dict[str, str]:
+def _recompile(
+    pip_compile: str, lock: Path, copy: Path, project: Path = ROOT / "pyproject.toml"
+) -> dict[str, str]:
     """Rerun the command written at the top of `lock` into `copy`, keeping existing pins."""
     shutil.copy(lock, copy)
     command = lock.read_text().split("#    ", 1)[1].splitlines()[0].split()
     assert command[0] == "PIP_FIND_LINKS=" and command[1].endswith("pip-compile"), command
-    options = [a for a in command[2:] if a not in (lock.name, "pyproject.toml")]
-    options = [a for a in options if a != "--output-file"]
+    paths = (str(lock.relative_to(ROOT)), str(project.relative_to(ROOT)))
+    assert command[-1] == paths[1] and command[-2] == paths[0], command
+    options = [a for a in command[2:-2] if a != "--output-file"]
     result = run(
         [
             pip_compile,
@@ -78,7 +83,7 @@ def _recompile(pip_compile: str, lock: Path, copy: Path) -> dict[str, str]:
             *options,
             "--output-file",
             str(copy),
-            str(ROOT / "pyproject.toml"),
+            str(project),
         ],
         timeout=600,
     )
@@ -97,12 +102,27 @@ def test_lock_is_up_to_date_with_pyproject(pip_compile: str, tmp_path: Path) -> 
     )
 
 
-def test_build_lock_is_up_to_date_with_build_system(pip_compile: str, tmp_path: Path) -> None:
-    assert "--only-build-deps" in BUILD_LOCK.read_text().split("\n\n", 1)[0]
-    regenerated = _recompile(pip_compile, BUILD_LOCK, tmp_path / "requirements-build.lock")
-    assert regenerated == locked(BUILD_LOCK), (
-        "requirements-build.lock is stale: regenerate it with the command at its top"
+@pytest.mark.parametrize("project", ["", "native"])  # the worker's, the compiled module's
+def test_build_lock_is_up_to_date_with_build_system(
+    pip_compile: str, tmp_path: Path, project: str
+) -> None:
+    lock = ROOT / project / "requirements-build.lock"
+    assert "--only-build-deps" in lock.read_text().split("\n\n", 1)[0]
+    regenerated = _recompile(
+        pip_compile, lock, tmp_path / "requirements-build.lock", ROOT / project / "pyproject.toml"
     )
+    assert regenerated == locked(lock), (
+        f"{lock.relative_to(ROOT)} is stale: regenerate it with the command at its top"
+    )
+
+
+def _with_cargo() -> str:
+    """PATH with a cargo on it, as scripts/setup.sh finds one (rustup's if not on PATH)."""
+    path = os.environ.get("PATH", "")
+    cargo = (
+        os.environ.get("CARGO") or shutil.which("cargo") or str(Path.home() / ".cargo/bin/cargo")
+    )
+    return f"{Path(cargo).parent}{os.pathsep}{path}"
 
 
 def test_lock_installs_into_a_clean_venv_and_the_cli_runs(tmp_path: Path) -> None:
@@ -116,7 +136,10 @@ def test_lock_installs_into_a_clean_venv_and_the_cli_runs(tmp_path: Path) -> Non
     pip = [str(build / "bin" / "python"), "-m", "pip", "--disable-pip-version-check"]
     into_venv = [*pip, "--python", str(venv / "bin" / "python")]
     hashed = ["--no-cache-dir", "--require-hashes", "--only-binary=:all:", "--no-deps"]
-    result = run([*pip, "install", *hashed, "-r", str(BUILD_LOCK)], timeout=600)
+    native_lock = ROOT / "native" / "requirements-build.lock"
+    result = run(
+        [*pip, "install", *hashed, "-r", str(BUILD_LOCK), "-r", str(native_lock)], timeout=600
+    )
     assert result.returncode == 0, output(result)
     result = run([*into_venv, "install", *hashed, "-r", str(LOCK)], timeout=900)
     assert result.returncode == 0, output(result)
@@ -125,8 +148,16 @@ def test_lock_installs_into_a_clean_venv_and_the_cli_runs(tmp_path: Path) -> Non
         timeout=600,
     )
     assert result.returncode == 0, output(result)
-    (wheel,) = wheels.glob("*.whl")
-    result = run([*into_venv, "install", "--no-deps", "--no-index", str(wheel)], timeout=600)
+    # The compiled fast paths, as the builder builds them: crates as Cargo.lock pins them.
+    result = run(
+        [*pip, "wheel", "--no-build-isolation", "--no-deps", "--wheel-dir", str(wheels),
+         str(ROOT / "native")],
+        timeout=900, env={**os.environ, "MATURIN_PEP517_ARGS": "--locked", "PATH": _with_cargo()},
+    )  # fmt: skip
+    assert result.returncode == 0, output(result)
+    built = sorted(str(w) for w in wheels.glob("*.whl"))
+    assert len(built) == 2, built
+    result = run([*into_venv, "install", "--no-deps", "--no-index", *built], timeout=600)
     assert result.returncode == 0, output(result)
     result = run([*into_venv, "check"])
     assert result.returncode == 0, f"the lock misses a dependency:\n{output(result)}"
@@ -138,7 +169,6 @@ def test_lock_installs_into_a_clean_venv_and_the_cli_runs(tmp_path: Path) -> Non
     assert result.returncode == 0, output(result)
     for command in ("migrate", "run", "api"):
         assert command in result.stdout, f"`{command}` missing from --help:\n{result.stdout}"
-    result = run(
-        [str(venv / "bin" / "python"), "-c", "import worker.metrics, uvloop"], cwd=tmp_path
-    )
+    check = "import worker.metrics, uvloop, worker.native as n; assert n.FAST_PARSER is not None"
+    result = run([str(venv / "bin" / "python"), "-c", check], cwd=tmp_path)
     assert result.returncode == 0, output(result)
