@@ -48,7 +48,7 @@ log "installing the project into ${VENV} (editable, [dev,fast])"
 "${VENV}/bin/python" -m pip install -q -e "${ROOT}[dev,fast]"
 
 # --- The compiled fast paths (native/, a Rust extension; optional at run time) ----------------
-# Rebuilt only when its sources change: the hash of native/'s files is kept in the venv.
+# Rebuilt only when its sources change (the hash of native/'s files, kept in the package).
 # rustup's cargo first: a distribution's may be too old for Cargo.lock (needs cargo >= 1.78).
 if [[ -z "${CARGO:-}" ]]; then
     CARGO="${HOME}/.cargo/bin/cargo"
@@ -61,14 +61,18 @@ if [[ -z "${CARGO}" ]]; then
 fi
 native_hash="$(cd "${ROOT}/native" && find Cargo.toml Cargo.lock pyproject.toml ./*.pyi src -type f \
     -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)"
-native_mark="${VENV}/.receipts_native-${native_hash}"
-if [[ -f "${native_mark}" ]] && "${VENV}/bin/python" -c "import receipts_native" 2>/dev/null; then
+# The hash is kept inside the installed package, so any other install of it (pip install
+# ./native by hand) drops the mark and the next run rebuilds.
+native_mark() {
+    "${VENV}/bin/python" -c 'import os, receipts_native; print(os.path.join(os.path.dirname(receipts_native.__file__), ".source-hash"))' 2>/dev/null
+}
+mark="$(native_mark || true)"
+if [[ -n "${mark}" && "$(cat "${mark}" 2>/dev/null)" == "${native_hash}" ]]; then
     log "receipts_native up to date (${native_hash})"
 else
     log "building receipts_native with $("${CARGO}" --version) (≈ 30 s)"
     PATH="$(dirname "${CARGO}"):${PATH}" "${VENV}/bin/python" -m pip install -q "${ROOT}/native"
-    rm -f "${VENV}"/.receipts_native-*
-    touch "${native_mark}"
+    echo "${native_hash}" > "$(native_mark)"
 fi
 
 # --- PostgreSQL server binaries ---------------------------------------------------------------

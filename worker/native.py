@@ -1,6 +1,7 @@
 """The compiled fast paths (native/, a Rust extension), where installed; None where not.
 
-`FAST_PARSER` reads records of the receipt forms whose events all have the common shape;
+`FAST_PARSER` reads records whose events all have the common shape (receipts and Messaging
+status events);
 `copy_binary` encodes the batch's rows for binary COPY; `murmur2` is Kafka's partitioning
 hash, for the outbox relay. Both are optional: without them the
 worker gives the same results from its Python code, only with more CPU per event
@@ -12,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from datetime import UTC
 
-from worker.events import ReceiptEvent, Status
+from worker.events import ReceiptEvent, Status, StatusEvent
+from worker.parsing.statuses import MESSAGING_STATUSES
 
 try:
     import receipts_native
@@ -22,7 +24,11 @@ except ImportError:  # not built here: the Python paths do the same work
     murmur2: Callable[[bytes], int] | None = None
 else:
     FAST_PARSER = receipts_native.FastParser(
-        ReceiptEvent, [("", Status.QUEUED), *((s.label, s) for s in Status)], UTC
+        ReceiptEvent,
+        StatusEvent,
+        [("", Status.QUEUED), *((s.label, s) for s in Status)],
+        list(MESSAGING_STATUSES.items()),
+        UTC,
     )
     copy_binary = receipts_native.copy_binary
     murmur2 = receipts_native.murmur2

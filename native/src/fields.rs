@@ -12,8 +12,18 @@ pub const CHANNEL_LOWER: usize = 5;
 /// order: the seven SIDs, then status, error code and the two dates).
 pub const PASCAL: usize = 6;
 pub const SNAKE: usize = 17;
-pub const N_FIELDS: usize = 28;
+/// The Messaging status forms' own fields (the callback shares AccountSid, MessageSid and
+/// ErrorCode with the webhook's PascalCase; Event Streams' data is camelCase).
+pub const MESSAGE_STATUS: usize = 28;
+pub const CAMEL_ACCOUNT: usize = 29;
+pub const CAMEL_MESSAGE: usize = 30;
+pub const CAMEL_STATUS: usize = 31;
+pub const CAMEL_ERROR_CODE: usize = 32;
+pub const CAMEL_DATE_UPDATED: usize = 33;
+pub const CAMEL_TIMESTAMP: usize = 34;
+pub const N_FIELDS: usize = 35;
 
+pub const ACCOUNT: usize = 0;
 pub const MESSAGE: usize = 3;
 pub const RECEIPT: usize = 4;
 pub const CHANNEL_MESSAGE: usize = 5;
@@ -31,7 +41,7 @@ pub fn field_index(key: &str) -> Option<usize> {
         "EventType" => EVENT_TYPE,
         "Channel" => CHANNEL_UPPER,
         "channel" => CHANNEL_LOWER,
-        "AccountSid" => PASCAL,
+        "AccountSid" => PASCAL + ACCOUNT,
         "ChatServiceSid" => PASCAL + 1,
         "ConversationSid" => PASCAL + 2,
         "MessageSid" => PASCAL + MESSAGE,
@@ -42,7 +52,7 @@ pub fn field_index(key: &str) -> Option<usize> {
         "ErrorCode" => PASCAL + ERROR_CODE,
         "DateCreated" => PASCAL + DATE_CREATED,
         "DateUpdated" => PASCAL + DATE_UPDATED,
-        "account_sid" => SNAKE,
+        "account_sid" => SNAKE + ACCOUNT,
         "chat_service_sid" => SNAKE + 1,
         "conversation_sid" => SNAKE + 2,
         "message_sid" => SNAKE + MESSAGE,
@@ -53,6 +63,13 @@ pub fn field_index(key: &str) -> Option<usize> {
         "error_code" => SNAKE + ERROR_CODE,
         "date_created" => SNAKE + DATE_CREATED,
         "date_updated" => SNAKE + DATE_UPDATED,
+        "MessageStatus" => MESSAGE_STATUS,
+        "accountSid" => CAMEL_ACCOUNT,
+        "messageSid" => CAMEL_MESSAGE,
+        "messageStatus" => CAMEL_STATUS,
+        "errorCode" => CAMEL_ERROR_CODE,
+        "dateUpdated" => CAMEL_DATE_UPDATED,
+        "timestamp" => CAMEL_TIMESTAMP,
         _ => return None,
     })
 }

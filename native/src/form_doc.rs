@@ -22,7 +22,7 @@ impl<'a> FormDoc<'a> {
         {
             return None;
         }
-        let mut fields: [Option<Cow<'a, str>>; N_FIELDS] = Default::default();
+        let mut fields: [Option<Cow<'a, str>>; N_FIELDS] = std::array::from_fn(|_| None);
         let mut keys: Vec<Cow<'a, str>> = Vec::with_capacity(16);
         for item in text.split('&') {
             let (name, value) = item.split_once('=')?;

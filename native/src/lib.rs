@@ -1,12 +1,13 @@
-//! The worker's parsing fast path in compiled code (docs/benchmark.md, "Compiled fast path").
+//! The worker's fast paths in compiled code (docs/benchmark.md, "Compiled fast paths").
 //!
-//! `FastParser.json_events(value)` and `.form_events(value)` read a record of the receipt forms
-//! (webhook, CloudEvent, CloudEvents array, REST resource; JSON or form body) whose every
-//! event has the common shape, and return its events as the Python parser would build them;
-//! for any other record they return None and the Python parser (worker/parsing/records.py)
-//! reads it, with its exact reasons. So this module only has to agree with Python where it
-//! answers; the tests compare the two on every record of generated streams and on mutated
-//! ones (tests/unit/test_parsing_compiled.py).
+//! `FastParser.json_events(value, timestamp_ms)` and `.form_events(value, timestamp_ms)` read
+//! a record of the input forms (receipt webhook, CloudEvent or an array of them, REST
+//! resource, Messaging status callback or CloudEvent; JSON or form body) whose every event
+//! has the common shape, and return its receipt and status events as the Python parser
+//! would build them; for any other record they return None and the Python parser
+//! (worker/parsing/records.py) reads it, with its exact reasons. So this module only has to
+//! agree with Python where it answers; tests/unit/test_parsing_compiled.py compares the two
+//! on generated streams, on the edge values of every field and on mutated records.
 
 mod copy_binary;
 mod dates;
@@ -15,28 +16,46 @@ mod form_doc;
 mod json_doc;
 mod murmur2;
 mod receipt;
+mod status;
 
 use dates::Utc;
-use fields::{Fields, EVENT_TYPE, MESSAGE, PASCAL, RECEIPT, SNAKE, SPECVERSION, TYPE};
+use fields::{
+    Fields, EVENT_TYPE, MESSAGE, MESSAGE_STATUS, PASCAL, RECEIPT, SNAKE, SPECVERSION, TYPE,
+};
 use form_doc::FormDoc;
 use json_doc::JsonDoc;
+use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyDateTime, PyList, PyString, PyTuple, PyType, PyTzInfo};
 use receipt::{common_receipt, Channel, Receipt};
+use status::{callback_status, cloudevent_status, StatusUpdate};
 
 // As raw JSON text; a spelling with escapes is left to the Python path.
 const CLOUDEVENT_TYPE: &str = "\"com.twilio.conversations.delivery.updated\"";
+const MESSAGING_CLOUDEVENT_PREFIX: &str = "\"com.twilio.messaging.message.";
 const WEBHOOK_EVENT_TYPE: &str = "onDeliveryUpdated";
 const EVENT_FIELDS: usize = 12;
+const STATUS_FIELDS: usize = 5;
 
-/// Builds ReceiptEvents from records of the common shape. Holds the Python objects an
-/// event is made of, so that the worker's own classes and constants are the only source.
+/// A record's events: receipt events and Messaging status events, in record order.
+#[derive(Default)]
+struct Events<'a> {
+    receipts: Vec<Receipt<'a>>,
+    statuses: Vec<StatusUpdate<'a>>,
+}
+
+/// Builds ReceiptEvents and StatusEvents from records of the common shape. Holds the Python
+/// objects an event is made of, so that the worker's own classes and constants are the only
+/// source of them.
 #[pyclass(frozen, module = "receipts_native")]
 struct FastParser {
     event_type: Py<PyType>,
+    status_event_type: Py<PyType>,
     labels: Vec<String>,
     statuses: Vec<PyObject>,
+    messaging_labels: Vec<String>,
+    messaging_statuses: Vec<PyObject>,
     utc: Py<PyTzInfo>,
     sms: Py<PyString>,
     whatsapp: Py<PyString>,
@@ -45,30 +64,30 @@ struct FastParser {
 
 #[pymethods]
 impl FastParser {
-    /// `event_type`: ReceiptEvent (a tuple subclass of 12 fields, no other state);
-    /// `statuses`: (label, Status) pairs, the empty label meaning the first; `utc`: UTC.
+    /// `event_type`, `status_event_type`: ReceiptEvent and StatusEvent (tuple subclasses of
+    /// 12 and 5 fields, no other state); `statuses`: (label, Status) of receipt statuses, the
+    /// empty label included; `messaging_statuses`: (label, Status) of the outbound Messaging
+    /// statuses; `utc`: UTC.
     #[new]
     fn new(
         py: Python<'_>,
         event_type: Bound<'_, PyType>,
+        status_event_type: Bound<'_, PyType>,
         statuses: Vec<(String, PyObject)>,
+        messaging_statuses: Vec<(String, PyObject)>,
         utc: Bound<'_, PyTzInfo>,
     ) -> PyResult<Self> {
-        let tuple_basic = unsafe { (*std::ptr::addr_of!(ffi::PyTuple_Type)).tp_basicsize };
-        let fields: Bound<'_, PyTuple> = event_type.getattr("_fields")?.downcast_into()?;
-        if !event_type.is_subclass_of::<PyTuple>()?
-            || unsafe { (*event_type.as_type_ptr()).tp_basicsize } != tuple_basic
-            || fields.len() != EVENT_FIELDS
-        {
-            return Err(pyo3::exceptions::PyTypeError::new_err(
-                "event_type must be a NamedTuple of 12 fields",
-            ));
-        }
+        check_tuple_type(&event_type, EVENT_FIELDS)?;
+        check_tuple_type(&status_event_type, STATUS_FIELDS)?;
         let (labels, statuses) = statuses.into_iter().unzip();
+        let (messaging_labels, messaging_statuses) = messaging_statuses.into_iter().unzip();
         Ok(FastParser {
             event_type: event_type.unbind(),
+            status_event_type: status_event_type.unbind(),
             labels,
             statuses,
+            messaging_labels,
+            messaging_statuses,
             utc: utc.unbind(),
             sms: PyString::intern(py, "sms").unbind(),
             whatsapp: PyString::intern(py, "whatsapp").unbind(),
@@ -76,40 +95,50 @@ impl FastParser {
         })
     }
 
-    /// The events of a JSON record if it is a receipt form (webhook, CloudEvent or an array
-    /// of them, REST resource) and every event has the common shape; else None.
+    /// A JSON record's (receipt events, status events) if every event has the common shape,
+    /// else None. `timestamp_ms` is the record's: a status callback's time.
+    #[pyo3(signature = (value, timestamp_ms=None))]
     fn json_events<'py>(
         &self,
         py: Python<'py>,
         value: &[u8],
-    ) -> PyResult<Option<Bound<'py, PyList>>> {
-        let receipts = std::str::from_utf8(value)
-            .ok()
-            .and_then(|text| self.read_json(text));
-        self.events(py, receipts)
+        timestamp_ms: Option<i64>,
+    ) -> PyResult<Option<(Bound<'py, PyList>, Bound<'py, PyList>)>> {
+        let text = std::str::from_utf8(value).ok();
+        self.to_python(py, text.and_then(|text| self.read_json(text, timestamp_ms)))
     }
 
-    /// The event of a form body if it is the receipt webhook with the common shape; else None.
+    /// A form body's (receipt events, status events) if it is the receipt webhook or a status
+    /// callback of the common shape, else None.
+    #[pyo3(signature = (value, timestamp_ms=None))]
     fn form_events<'py>(
         &self,
         py: Python<'py>,
         value: &[u8],
-    ) -> PyResult<Option<Bound<'py, PyList>>> {
-        let receipt = std::str::from_utf8(value)
-            .ok()
-            .and_then(FormDoc::parse)
-            .and_then(|doc| match doc.value(EVENT_TYPE) {
-                fields::Value::Str(t) if t == WEBHOOK_EVENT_TYPE => {
-                    common_receipt(&doc, PASCAL, &self.labels)
-                }
-                _ => None,
-            });
-        self.events(py, receipt.map(|r| vec![r]))
+        timestamp_ms: Option<i64>,
+    ) -> PyResult<Option<(Bound<'py, PyList>, Bound<'py, PyList>)>> {
+        let doc = std::str::from_utf8(value).ok().and_then(FormDoc::parse);
+        let events = doc.and_then(|doc| self.read_fields(&doc, PASCAL, timestamp_ms));
+        self.to_python(py, events)
     }
 }
 
+fn check_tuple_type(cls: &Bound<'_, PyType>, fields: usize) -> PyResult<()> {
+    let tuple_basic = unsafe { (*std::ptr::addr_of!(ffi::PyTuple_Type)).tp_basicsize };
+    let named: Bound<'_, PyTuple> = cls.getattr("_fields")?.downcast_into()?;
+    if !cls.is_subclass_of::<PyTuple>()?
+        || unsafe { (*cls.as_type_ptr()).tp_basicsize } != tuple_basic
+        || named.len() != fields
+    {
+        return Err(PyTypeError::new_err(format!(
+            "expected a NamedTuple of {fields} fields"
+        )));
+    }
+    Ok(())
+}
+
 impl FastParser {
-    fn read_json<'a>(&self, text: &'a str) -> Option<Vec<Receipt<'a>>> {
+    fn read_json<'a>(&self, text: &'a str, timestamp_ms: Option<i64>) -> Option<Events<'a>> {
         if text
             .trim_start_matches([' ', '\t', '\n', '\r'])
             .starts_with('[')
@@ -118,64 +147,96 @@ impl FastParser {
             if docs.is_empty() {
                 return None;
             }
-            return docs
-                .iter()
-                .map(|doc| {
-                    doc.raw(SPECVERSION)?;
-                    self.cloudevent(doc)
-                })
-                .collect();
+            let mut events = Events::default();
+            for doc in &docs {
+                doc.raw(SPECVERSION)?;
+                self.cloudevent(doc, &mut events)?;
+            }
+            return Some(events);
         }
         let doc = JsonDoc::parse(text)?;
         // In the order of worker/parsing/records.py's `_parse_json`.
         if doc.raw(SPECVERSION).is_some() {
-            return Some(vec![self.cloudevent(&doc)?]);
+            let mut events = Events::default();
+            self.cloudevent(&doc, &mut events)?;
+            return Some(events);
         }
-        let base = if doc.raw(EVENT_TYPE).is_some() {
-            match doc.value(EVENT_TYPE) {
-                fields::Value::Str(t) if t == WEBHOOK_EVENT_TYPE => PASCAL,
-                _ => return None,
-            }
-        } else if doc.raw(SNAKE + RECEIPT).is_some() && doc.raw(SNAKE + MESSAGE).is_some() {
+        let base = if doc.raw(SNAKE + RECEIPT).is_some() && doc.raw(SNAKE + MESSAGE).is_some() {
             SNAKE // `sid` and `message_sid`: the REST resource
         } else {
-            return None;
+            PASCAL
         };
-        Some(vec![common_receipt(&doc, base, &self.labels)?])
+        self.read_fields(&doc, base, timestamp_ms)
     }
 
-    fn cloudevent<'a>(&self, doc: &JsonDoc<'a>) -> Option<Receipt<'a>> {
-        if doc.raw(TYPE)? != CLOUDEVENT_TYPE {
+    /// A webhook, REST resource or status callback: one event.
+    fn read_fields<'a>(
+        &self,
+        doc: &impl Fields<'a>,
+        base: usize,
+        timestamp_ms: Option<i64>,
+    ) -> Option<Events<'a>> {
+        let mut events = Events::default();
+        if !matches!(doc.value(EVENT_TYPE), fields::Value::Absent) {
+            match doc.value(EVENT_TYPE) {
+                fields::Value::Str(t) if t == WEBHOOK_EVENT_TYPE => {}
+                _ => return None,
+            }
+            events
+                .receipts
+                .push(common_receipt(doc, PASCAL, &self.labels)?);
+        } else if base == SNAKE {
+            events
+                .receipts
+                .push(common_receipt(doc, SNAKE, &self.labels)?);
+        } else if !matches!(doc.value(MESSAGE_STATUS), fields::Value::Absent) {
+            let status = callback_status(doc, timestamp_ms, &self.messaging_labels)?;
+            events.statuses.push(status);
+        } else {
             return None;
         }
-        common_receipt(doc.data.as_deref()?, PASCAL, &self.labels)
+        Some(events)
     }
 
-    fn events<'py>(
+    fn cloudevent<'a>(&self, doc: &JsonDoc<'a>, events: &mut Events<'a>) -> Option<()> {
+        let event_type = doc.raw(TYPE)?;
+        let data = doc.data.as_deref()?;
+        if event_type == CLOUDEVENT_TYPE {
+            events
+                .receipts
+                .push(common_receipt(data, PASCAL, &self.labels)?);
+        } else if event_type.starts_with(MESSAGING_CLOUDEVENT_PREFIX) && !event_type.contains('\\')
+        {
+            events
+                .statuses
+                .push(cloudevent_status(data, &self.messaging_labels)?);
+        } else {
+            return None;
+        }
+        Some(())
+    }
+
+    fn to_python<'py>(
         &self,
         py: Python<'py>,
-        receipts: Option<Vec<Receipt<'_>>>,
-    ) -> PyResult<Option<Bound<'py, PyList>>> {
-        let Some(receipts) = receipts else {
+        events: Option<Events<'_>>,
+    ) -> PyResult<Option<(Bound<'py, PyList>, Bound<'py, PyList>)>> {
+        let Some(events) = events else {
             return Ok(None);
         };
-        let events = receipts
-            .iter()
-            .map(|r| self.event(py, r))
-            .collect::<PyResult<Vec<_>>>()?;
-        Ok(Some(PyList::new(py, events)?))
+        let receipts = events.receipts.iter().map(|r| self.receipt_event(py, r));
+        let receipts = PyList::new(py, receipts.collect::<PyResult<Vec<_>>>()?)?;
+        let statuses = events.statuses.iter().map(|s| self.status_event(py, s));
+        let statuses = PyList::new(py, statuses.collect::<PyResult<Vec<_>>>()?)?;
+        Ok(Some((receipts, statuses)))
     }
 
-    fn event<'py>(&self, py: Python<'py>, r: &Receipt<'_>) -> PyResult<Bound<'py, PyAny>> {
+    fn receipt_event<'py>(&self, py: Python<'py>, r: &Receipt<'_>) -> PyResult<Bound<'py, PyAny>> {
         let channel = match r.channel {
             Channel::Sms => self.sms.bind(py).clone(),
             Channel::WhatsApp => self.whatsapp.bind(py).clone(),
             Channel::Unknown => self.unknown.bind(py).clone(),
             Channel::Named(ref name) => PyString::new(py, name),
-        };
-        let error_code = match r.error_code {
-            Some(code) => code.into_pyobject(py)?.into_any(),
-            None => py.None().into_bound(py),
         };
         let s = |i: usize| PyString::new(py, &r.sids[i]).into_any();
         let created = self.datetime(py, &r.date_created)?;
@@ -194,29 +255,38 @@ impl FastParser {
             s(6),
             channel.into_any(),
             self.statuses[r.status].bind(py).clone(),
-            error_code,
+            self.error_code(py, r.error_code)?,
             created,
             updated,
         ];
-        // What tuple.__new__(event_type, items) does for a tuple subclass without state
-        // (CPython's tuple_subtype_new), without building the intermediate tuple.
-        unsafe {
-            let tp = self.event_type.as_ptr().cast::<ffi::PyTypeObject>();
-            let alloc = (*tp).tp_alloc.unwrap_or(ffi::PyType_GenericAlloc);
-            let obj = alloc(tp, EVENT_FIELDS as ffi::Py_ssize_t);
-            if obj.is_null() {
-                return Err(PyErr::fetch(py));
-            }
-            for (i, item) in items.into_iter().enumerate() {
-                ffi::PyTuple_SET_ITEM(obj, i as ffi::Py_ssize_t, item.into_ptr());
-            }
-            Ok(Bound::from_owned_ptr(py, obj))
-        }
+        new_tuple(py, &self.event_type, items)
+    }
+
+    fn status_event<'py>(
+        &self,
+        py: Python<'py>,
+        s: &StatusUpdate<'_>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let items: [Bound<'py, PyAny>; STATUS_FIELDS] = [
+            PyString::new(py, &s.account).into_any(),
+            PyString::new(py, &s.channel_message).into_any(),
+            self.messaging_statuses[s.status].bind(py).clone(),
+            self.error_code(py, s.error_code)?,
+            self.datetime(py, &s.at)?,
+        ];
+        new_tuple(py, &self.status_event_type, items)
+    }
+
+    fn error_code<'py>(&self, py: Python<'py>, code: Option<u32>) -> PyResult<Bound<'py, PyAny>> {
+        Ok(match code {
+            Some(code) => code.into_pyobject(py)?.into_any(),
+            None => py.None().into_bound(py),
+        })
     }
 
     fn datetime<'py>(&self, py: Python<'py>, t: &Utc) -> PyResult<Bound<'py, PyAny>> {
         let tz = self.utc.bind(py);
-        Ok(PyDateTime::new(
+        let dt = PyDateTime::new(
             py,
             t.year,
             t.month,
@@ -226,8 +296,30 @@ impl FastParser {
             t.second,
             t.micro,
             Some(tz),
-        )?
-        .into_any())
+        )?;
+        Ok(dt.into_any())
+    }
+}
+
+/// What `tuple.__new__(cls, items)` does for a tuple subclass without state (CPython's
+/// tuple_subtype_new), without building the intermediate tuple. `cls` was checked by
+/// `check_tuple_type`.
+fn new_tuple<'py, const N: usize>(
+    py: Python<'py>,
+    cls: &Py<PyType>,
+    items: [Bound<'py, PyAny>; N],
+) -> PyResult<Bound<'py, PyAny>> {
+    unsafe {
+        let tp = cls.as_ptr().cast::<ffi::PyTypeObject>();
+        let alloc = (*tp).tp_alloc.unwrap_or(ffi::PyType_GenericAlloc);
+        let obj = alloc(tp, N as ffi::Py_ssize_t);
+        if obj.is_null() {
+            return Err(PyErr::fetch(py));
+        }
+        for (i, item) in items.into_iter().enumerate() {
+            ffi::PyTuple_SET_ITEM(obj, i as ffi::Py_ssize_t, item.into_ptr());
+        }
+        Ok(Bound::from_owned_ptr(py, obj))
     }
 }
 

@@ -93,7 +93,7 @@ pub fn common_receipt<'a>(
     })
 }
 
-fn canonical_sid(sid: &str, prefix: Option<&[u8; 2]>) -> bool {
+pub fn canonical_sid(sid: &str, prefix: Option<&[u8; 2]>) -> bool {
     let b = sid.as_bytes();
     b.len() == 34
         && match prefix {
@@ -130,7 +130,7 @@ fn channel<'a>(upper: Value<'a>, lower: Value<'a>, channel_message: &str) -> Opt
 }
 
 /// None: not the common shape; Some(None): no error (absent, empty or 0); Some(Some(code)).
-fn error_code(value: Value<'_>) -> Option<Option<u32>> {
+pub fn error_code(value: Value<'_>) -> Option<Option<u32>> {
     let digits: &str = match &value {
         Value::Absent | Value::Null => return Some(None),
         Value::Str(text) if text.is_empty() => return Some(None),

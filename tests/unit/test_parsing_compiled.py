@@ -1,6 +1,6 @@
 """The compiled fast path (native/, `worker.native.FAST_PARSER`) agrees with the Python parser.
 
-It answers only for records of the receipt forms whose events all have the common shape,
+It answers only for records whose events (receipts, Messaging statuses) all have the common shape,
 and returns None for anything else; where it answers, the Python parser (with the compiled
 path switched off) must give exactly the same events and nothing else. These tests compare
 the two on the generated streams of every form and key scheme, on the edge values of every
@@ -24,7 +24,7 @@ from devstack.streams import build_stream
 from tests.unit.test_parsing import GOOD
 from tests.unit.test_parsing_fast_path import _variants
 from worker import native, parsing
-from worker.events import ReceiptEvent
+from worker.events import ReceiptEvent, StatusEvent
 from worker.parsing import InvalidRecord, ParsedRecord, parse_record
 
 pytestmark = pytest.mark.skipif(
@@ -42,13 +42,15 @@ def _python(value: bytes, headers: Sequence[tuple[str, bytes]]) -> object:
             return (exc.reason, str(exc))
 
 
-def _compiled(value: bytes, headers: Sequence[tuple[str, bytes]]) -> list[ReceiptEvent] | None:
+def _compiled(
+    value: bytes, headers: Sequence[tuple[str, bytes]]
+) -> tuple[list[ReceiptEvent], list[StatusEvent]] | None:
     """What the compiled path answers for this record, called where parse_record calls it."""
     assert native.FAST_PARSER is not None
     is_form = dict(headers).get("content-type") == FORM_HEADERS[0][1]
     if is_form or value.lstrip()[:1] not in (b"{", b"["):
-        return native.FAST_PARSER.form_events(value)
-    return native.FAST_PARSER.json_events(value)
+        return native.FAST_PARSER.form_events(value, 1)
+    return native.FAST_PARSER.json_events(value, 1)
 
 
 def _agree(value: bytes, headers: Sequence[tuple[str, bytes]] = ()) -> bool:
@@ -58,12 +60,14 @@ def _agree(value: bytes, headers: Sequence[tuple[str, bytes]] = ()) -> bool:
         return False
     python = _python(value, headers)
     assert isinstance(python, ParsedRecord), (value, python)
-    assert (python.events, python.statuses, python.skipped) == (compiled, [], []), value
-    for mine, theirs in zip(compiled, python.events, strict=True):
-        assert type(mine) is ReceiptEvent
+    assert (python.events, python.statuses, python.skipped) == (*compiled, []), value
+    pairs = [*zip(compiled[0], python.events, strict=True)]
+    pairs += zip(compiled[1], python.statuses, strict=True)
+    for mine, theirs in pairs:
+        assert type(mine) is type(theirs)
         assert mine.status is theirs.status  # the worker's own Status members
         assert [type(v) for v in mine] == [type(v) for v in theirs]
-        assert mine.date_created.tzinfo is theirs.date_created.tzinfo
+        assert mine.date_updated.tzinfo is theirs.date_updated.tzinfo
     return True
 
 
@@ -73,17 +77,16 @@ def test_agrees_on_generated_streams_and_answers_for_their_receipts(keying: str)
         3000, seed=11, keying=keying, array_rate=0.3, poison_rate=0.02, messaging_share=0.3
     )
     answered = sum(_agree(r.value, r.headers) for r in stream.records if r.value)
-    receipt_only = [
+    readable = [
         r
         for r in stream.records
         if r.value
         and isinstance(p := _python(r.value, r.headers), ParsedRecord)
-        and p.events
-        and not p.statuses
+        and (p.events or p.statuses)
         and not p.skipped
     ]
-    # Every record of receipt events only has the common shape here: all must be answered.
-    assert answered == len(receipt_only) > 500
+    # Every event generated here has the common shape: each such record must be answered.
+    assert answered == len(readable) > 500
 
 
 @pytest.mark.parametrize("form", ["json", "form", "cloudevent", "array", "resource"])
@@ -252,3 +255,90 @@ def test_random_edits_of_values_keep_agreeing() -> None:
         _agree(orjson.dumps(doc))
         _agree(urlencode({k: "" if v is None else str(v) for k, v in doc.items()}).encode(),
                FORM_HEADERS)  # fmt: skip
+
+
+_CALLBACK = {
+    "MessageSid": "SM0c251bec1d1bfadde07682d7d40ab83e",
+    "AccountSid": "AC74bf20f876ffc474c0251908fcdce4b3",
+    "MessageStatus": "delivered",
+    "SmsStatus": "delivered",
+    "ErrorCode": "30003",
+}
+_STATUS_DATA = {
+    "messageSid": "SM0c251bec1d1bfadde07682d7d40ab83e",
+    "accountSid": "AC74bf20f876ffc474c0251908fcdce4b3",
+    "messageStatus": "DELIVERED",
+    "errorCode": None,
+    "timestamp": "2026-03-01T12:00:00.123Z",
+    "dateUpdated": "2026-03-01T12:00:00.123Z",
+}
+_STATUS_ODD: dict[str, list[object]] = {
+    "status": ["delivered", "DELIVERED", "Delivered", " delivered", "received", "receiving",
+               "partially_delivered", "canceled", "lost", "", None, 7],
+    "sid": ["MM0c251bec1d1bfadde07682d7d40ab83e", "WA0c251bec1d1bfadde07682d7d40ab83e",
+            "sm0c251bec1d1bfadde07682d7d40ab83e", "SM0C251BEC1D1BFADDE07682D7D40AB83E", "", None],
+    "account": ["ac74bf20f876ffc474c0251908fcdce4b3", "AC74bf", None, 3],
+    "error": ["", "0", 0, "30003", 30003, "0000000000030003", -1, 2**31, True, None],
+    "date": [None, "", "2026-03-01T12:00:00+05:00", "Sun, 01 Mar 2026 12:00:00 +0000",
+             " 2026-03-01T12:00:00Z", "yesterday", 5],
+}  # fmt: skip
+
+
+def _status_variants() -> list[tuple[dict[str, object], dict[str, object]]]:
+    """(callback fields, Event Streams data) with one odd value each, or two at random."""
+    names = {
+        "status": ("MessageStatus", "messageStatus"),
+        "sid": ("MessageSid", "messageSid"),
+        "account": ("AccountSid", "accountSid"),
+        "error": ("ErrorCode", "errorCode"),
+        "date": (None, "dateUpdated"),
+    }
+    picks = [[(kind, value)] for kind, values in _STATUS_ODD.items() for value in values]
+    rng = random.Random(9)
+    picks += [
+        [(a, rng.choice(_STATUS_ODD[a])), (b, rng.choice(_STATUS_ODD[b]))]
+        for a, b in (rng.sample(sorted(_STATUS_ODD), 2) for _ in range(200))
+    ]
+    variants = []
+    for pick in picks:
+        callback, data = dict(_CALLBACK), dict(_STATUS_DATA)
+        for kind, value in pick:
+            callback_name, data_name = names[kind]
+            if callback_name:
+                callback[callback_name] = value
+            data[data_name] = value
+        variants.append((callback, data))
+    return variants
+
+
+def test_agrees_on_status_events_at_their_edges() -> None:
+    answered = 0
+    for callback, data in _status_variants():
+        answered += _agree(orjson.dumps(callback))
+        body = urlencode({k: "" if v is None else str(v) for k, v in callback.items()})
+        answered += _agree(body.encode(), FORM_HEADERS)
+        ce = {"specversion": "1.0", "type": parsing.MESSAGING_CLOUDEVENT_PREFIX + "delivered"}
+        answered += _agree(orjson.dumps({**ce, "data": data}))
+        receipt = {"specversion": "1.0", "type": parsing.CLOUDEVENT_TYPE, "data": GOOD}
+        answered += _agree(orjson.dumps([receipt, {**ce, "data": data}, receipt]))
+    assert answered > 100
+
+
+def test_a_callback_without_the_record_timestamp_is_left_to_python() -> None:
+    assert native.FAST_PARSER is not None
+    assert native.FAST_PARSER.json_events(orjson.dumps(_CALLBACK), None) is None
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(native, "FAST_PARSER", None)
+        with pytest.raises(InvalidRecord, match="timestamp"):
+            parse_record(orjson.dumps(_CALLBACK), [], max_bytes=65536, timestamp_ms=None)
+    for ms in (0, 1772366400123, 4_000_000_000_000):
+        (_, [event]) = native.FAST_PARSER.json_events(orjson.dumps(_CALLBACK), ms) or ([], [])
+        python = _python_at(orjson.dumps(_CALLBACK), ms)
+        assert [event] == python.statuses
+    assert native.FAST_PARSER.json_events(orjson.dumps(_CALLBACK), -1) is None
+
+
+def _python_at(value: bytes, timestamp_ms: int) -> ParsedRecord:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(native, "FAST_PARSER", None)
+        return parse_record(value, [], max_bytes=65536, timestamp_ms=timestamp_ms)

@@ -100,9 +100,9 @@ def _parse_json(
 ) -> ParsedRecord:
     if native.FAST_PARSER is not None:
         # Nearly every record: read without building its dicts, or None (then read below).
-        events = native.FAST_PARSER.json_events(value)
-        if events is not None:
-            return ParsedRecord(events=events)
+        compiled = native.FAST_PARSER.json_events(value, timestamp_ms)
+        if compiled is not None:
+            return ParsedRecord(*compiled)
     try:
         doc = orjson.loads(value)
     except orjson.JSONDecodeError as exc:
@@ -180,9 +180,9 @@ def _add_webhook(doc: Mapping[str, object], parsed: ParsedRecord) -> None:
 
 def _parse_form(value: bytes, timestamp_ms: int | None) -> ParsedRecord:
     if native.FAST_PARSER is not None:
-        events = native.FAST_PARSER.form_events(value)
-        if events is not None:
-            return ParsedRecord(events=events)
+        compiled = native.FAST_PARSER.form_events(value, timestamp_ms)
+        if compiled is not None:
+            return ParsedRecord(*compiled)
     try:
         text = value.decode("utf-8")
     except UnicodeDecodeError:
