@@ -3,10 +3,12 @@
     python -m bench.micro                 # parse + reduce the mixed stream, µs per event
     python -m bench.micro --messages 5000 --rounds 5
 
-Times `parse_record` over every record of the mixed stream (bench.loadgen.MIXED), then the
+Times `parse_record` over every record of the mixed stream (bench.loadgen.MIXED), with the
+compiled fast path (worker.native, if built) and with the Python parser alone, then the
 batch reduction (`coalesce`, `distinct_history`, `apply_batch` against an empty store) in
-batches of 5,000 records, as the consumer does. Best of `--rounds`; for comparing levers
-on one machine, not a substitute for `python -m bench.run`.
+batches of 5,000 records, as the consumer does. The collector's thresholds are the worker's
+(worker/service.py). Best of `--rounds`; for comparing levers on one machine, not a
+substitute for `python -m bench.run`.
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ from collections.abc import Callable, Sequence
 
 from bench.loadgen import MIXED
 from devstack.streams import build_stream
+from worker import native
 from worker.events import ReceiptEvent
 from worker.parsing import InvalidRecord, ParsedRecord, parse_record
 from worker.reduction import apply_batch, coalesce, distinct_history
+from worker.service import tune_gc
 
 
 def _best(rounds: int, work: Callable[[], object]) -> float:
@@ -64,11 +68,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             distinct_history(batch)
             apply_batch({}, states)
 
-    parse_s = _best(args.rounds, parse_all)
-    reduce_s = _best(args.rounds, reduce_all)
+    tune_gc()
     print(f"{n} events in {len(records)} records ({stream.poison} poison)")
-    print(f"parse:  {parse_s * 1e6 / n:6.2f} µs/event")
-    print(f"reduce: {reduce_s * 1e6 / n:6.2f} µs/event")
+    if native.FAST_PARSER is not None:
+        print(
+            f"parse (compiled fast path): {_best(args.rounds, parse_all) * 1e6 / n:6.2f} µs/event"
+        )
+    compiled, native.FAST_PARSER = native.FAST_PARSER, None
+    try:
+        print(
+            f"parse (Python parser):      {_best(args.rounds, parse_all) * 1e6 / n:6.2f} µs/event"
+        )
+    finally:
+        native.FAST_PARSER = compiled
+    print(f"reduce:                     {_best(args.rounds, reduce_all) * 1e6 / n:6.2f} µs/event")
     return 0
 
 

@@ -49,6 +49,14 @@ def count_committed(
     count_transitions(m, committed.changes)
 
 
+# The stages a receipt reaches by going from one status (None: new) to another.
+_NEWLY_REACHED: dict[tuple[Status | None, Status], frozenset[str]] = {
+    (before, after): STAGES_REACHED[after] - STAGES_REACHED.get(before, frozenset())
+    for before in (None, *Status)
+    for after in Status
+}
+
+
 def count_transitions(m: WorkerMetrics, changes: Iterable[ReceiptChange]) -> None:
     """Per-channel receipt metrics of a batch: tallied first, then one inc per label set."""
     created: Counter[str] = Counter()
@@ -67,9 +75,7 @@ def count_transitions(m: WorkerMetrics, changes: Iterable[ReceiptChange]) -> Non
             created[channel] += 1
         if before_status == after.status:
             continue
-        reached = STAGES_REACHED[after.status] - (
-            STAGES_REACHED[before_status] if before_status is not None else frozenset()
-        )
+        reached = _NEWLY_REACHED[(before_status, after.status)]
         for stage in reached:
             reached_by[(channel, stage)] += 1
         if after.status in (Status.FAILED, Status.UNDELIVERED):

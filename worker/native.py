@@ -35,5 +35,7 @@ else:
 
 
 def describe() -> str:
-    """What the start-up log says about this process's parsing and COPY."""
-    return "compiled (receipts_native)" if FAST_PARSER is not None else "pure Python"
+    """What the start-up log says about this process's parsing, COPY and hashing."""
+    if FAST_PARSER is None:
+        return "pure Python (receipts_native is not installed)"
+    return "compiled (receipts_native)"

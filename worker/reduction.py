@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from worker.events import STAGES_REACHED, ReceiptEvent, Status
 
@@ -35,9 +36,19 @@ def _rank(event: ReceiptEvent) -> tuple[object, ...]:
     )
 
 
+def _outranks(a: ReceiptEvent, b: ReceiptEvent) -> bool:
+    """`_rank(a) >= _rank(b)`, without building the tuples when status or date decide (they
+    nearly always do: the merge runs for every event that meets its receipt in a batch)."""
+    if a.status != b.status:
+        return a.status > b.status
+    if a.date_updated != b.date_updated:
+        return a.date_updated > b.date_updated
+    return _rank(a) >= _rank(b)
+
+
 def merge(a: ReceiptEvent, b: ReceiptEvent) -> ReceiptEvent:
     """The receipt state after seeing both `a` and `b` (events or states of one receipt)."""
-    winner = a if _rank(a) >= _rank(b) else b
+    winner = a if _outranks(a, b) else b
     earliest = min(a.date_created, b.date_created)
     if winner.date_created == earliest:
         return winner
@@ -138,6 +149,25 @@ def contribution(status: Status | None) -> Counts:
     return _ZERO if status is None else _CONTRIBUTION[status]
 
 
+def _as_ints(counts: Counts) -> tuple[int, ...]:
+    return (counts.total, counts.sent, counts.delivered, counts.read, counts.failed,
+            counts.undelivered)  # fmt: skip
+
+
+# How a message's counts move when one receipt goes from one status (None: new) to another,
+# as Counts' fields in order; None where they do not move. Summed as plain ints per message
+# in `apply_batch`, which builds one Counts per message instead of one per receipt.
+_MOVES: Mapping[tuple[Status | None, Status], tuple[int, ...] | None] = {
+    (before, after): (
+        None
+        if contribution(after) == contribution(before)
+        else _as_ints(contribution(after) - contribution(before))
+    )
+    for before in (None, *Status)
+    for after in Status
+}
+
+
 def recount(statuses: Iterable[Status]) -> Counts:
     """Counts of a message computed directly from its receipts' statuses."""
     total = _ZERO
@@ -165,9 +195,11 @@ def delivery_object(counts: Counts) -> dict[str, int | str]:
     }
 
 
-@dataclass(frozen=True, slots=True)
-class ReceiptChange:
-    """A receipt whose stored state changes in this batch; `before` is None for a new one."""
+class ReceiptChange(NamedTuple):
+    """A receipt whose stored state changes in this batch; `before` is None for a new one.
+
+    A NamedTuple: one is made per changed receipt, and a frozen dataclass costs an
+    `object.__setattr__` per field."""
 
     before: ReceiptEvent | None
     after: ReceiptEvent
@@ -199,31 +231,31 @@ def apply_batch(
     the count delta from each changed receipt's old and new status (no recount needed).
     """
     changes: list[ReceiptChange] = []
-    deltas: dict[str, MessageDelta] = {}
+    # Per message: its first changed receipt (the summary row's other columns) and the sum.
+    sums: dict[str, tuple[ReceiptEvent, list[int]]] = {}
     for key, event in incoming.items():
         before = stored.get(key)
         after = event if before is None else merge(before, event)
         if after == before:
             continue
         changes.append(ReceiptChange(before, after))
-        moved = contribution(after.status) - contribution(None if before is None else before.status)
-        if moved.is_zero():
+        moved = _MOVES[(None if before is None else before.status, after.status)]
+        if moved is None:
             continue
-        current = deltas.get(after.message_sid)
-        if current is None:
-            deltas[after.message_sid] = MessageDelta(
-                after.message_sid,
-                after.conversation_sid,
-                after.account_sid,
-                after.chat_service_sid,
-                moved,
-            )
+        entry = sums.get(after.message_sid)
+        if entry is None:
+            sums[after.message_sid] = (after, list(moved))
         else:
-            deltas[after.message_sid] = MessageDelta(
-                current.message_sid,
-                current.conversation_sid,
-                current.account_sid,
-                current.chat_service_sid,
-                current.delta + moved,
-            )
-    return BatchOutcome(changes, [d for d in deltas.values() if not d.delta.is_zero()])
+            entry[1][:] = [a + b for a, b in zip(entry[1], moved, strict=True)]
+    deltas = [
+        MessageDelta(
+            first.message_sid,
+            first.conversation_sid,
+            first.account_sid,
+            first.chat_service_sid,
+            Counts(*total),
+        )
+        for first, total in sums.values()
+        if any(total)
+    ]
+    return BatchOutcome(changes, deltas)

@@ -15,6 +15,7 @@ from typing import TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from worker import native
 from worker.config import Settings
 from worker.consumer import DeliveryConsumer
 from worker.faults import CrashPoints
@@ -71,7 +72,10 @@ async def run_worker(
     metrics = metrics or WorkerMetrics()
     health = Health(metrics, liveness_timeout_s=settings.liveness_timeout_s)
     http = await start_http(create_app(metrics, health), settings.http_host, settings.http_port)
-    log.info("worker starting", extra={"settings": settings.safe()})
+    log.info(
+        "worker starting",
+        extra={"settings": settings.safe(), "fast_paths": native.describe()},
+    )
     store: Store | None = None
     producer: AIOKafkaProducer | None = None
     kafka: AIOKafkaConsumer | None = None
