@@ -1,10 +1,9 @@
 """The compiled fast paths (native/, a Rust extension), where installed; None where not.
 
-`FAST_PARSER` reads records whose events all have the common shape (receipts and Messaging
-status events);
-`copy_binary` encodes the batch's rows for binary COPY; `murmur2` is Kafka's partitioning
-hash, for the outbox relay. Both are optional: without them the
-worker gives the same results from its Python code, only with more CPU per event
+`FAST_PARSER` reads records whose events (receipts, Messaging statuses) all have the common
+shape; `copy_binary` encodes the batch's rows for binary COPY; `murmur2` is Kafka's
+partitioning hash, for the outbox relay. All three are optional: without them the worker
+gives the same results from its Python code, with about twice the CPU per event
 (docs/benchmark.md, "Compiled fast paths"). The tests run both ways.
 """
 

@@ -7,7 +7,7 @@ idempotent), so any arrival order and any number of duplicates give the same sta
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from datetime import datetime
 from typing import NamedTuple
 
@@ -149,11 +149,6 @@ def contribution(status: Status | None) -> Counts:
     return _ZERO if status is None else _CONTRIBUTION[status]
 
 
-def _as_ints(counts: Counts) -> tuple[int, ...]:
-    return (counts.total, counts.sent, counts.delivered, counts.read, counts.failed,
-            counts.undelivered)  # fmt: skip
-
-
 # How a message's counts move when one receipt goes from one status (None: new) to another,
 # as Counts' fields in order; None where they do not move. Summed as plain ints per message
 # in `apply_batch`, which builds one Counts per message instead of one per receipt.
@@ -161,7 +156,7 @@ _MOVES: Mapping[tuple[Status | None, Status], tuple[int, ...] | None] = {
     (before, after): (
         None
         if contribution(after) == contribution(before)
-        else _as_ints(contribution(after) - contribution(before))
+        else astuple(contribution(after) - contribution(before))
     )
     for before in (None, *Status)
     for after in Status
