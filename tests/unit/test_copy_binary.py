@@ -1,7 +1,7 @@
 """`worker.native.copy_binary` writes PostgreSQL's binary COPY format, value for value.
 
 Decoded here by a reader written from the format's documentation (COPY, "Binary Format");
-tests/integration/test_copy_binary.py checks the same rows through PostgreSQL itself.
+tests/integration/test_copy_binary_postgres.py checks the same rows through PostgreSQL itself.
 """
 
 from __future__ import annotations
