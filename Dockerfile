@@ -68,10 +68,11 @@ RUN python -m venv --without-pip /opt/venv
 COPY requirements.lock ./
 RUN /opt/build/bin/pip --python /opt/venv/bin/python install --require-hashes \
     --only-binary=:all: --no-deps -r requirements.lock
-# The compiled fast paths: crates as Cargo.lock pins them (--locked), nothing else fetched.
+# The compiled fast paths: crates as Cargo.lock pins them (--locked). maturin's build backend
+# runs the `maturin` executable of the build venv, so that venv goes first on PATH.
 COPY native ./native
-RUN MATURIN_PEP517_ARGS="--locked" /opt/build/bin/pip wheel --no-build-isolation --no-deps \
-       --wheel-dir /tmp/wheels ./native
+RUN PATH="/opt/build/bin:${PATH}" MATURIN_PEP517_ARGS="--locked" \
+    /opt/build/bin/pip wheel --no-build-isolation --no-deps --wheel-dir /tmp/wheels ./native
 COPY pyproject.toml README.md ./
 COPY worker ./worker
 RUN /opt/build/bin/pip wheel --no-build-isolation --no-deps --wheel-dir /tmp/wheels . \

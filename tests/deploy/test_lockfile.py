@@ -152,7 +152,10 @@ def test_lock_installs_into_a_clean_venv_and_the_cli_runs(tmp_path: Path) -> Non
     result = run(
         [*pip, "wheel", "--no-build-isolation", "--no-deps", "--wheel-dir", str(wheels),
          str(ROOT / "native")],
-        timeout=900, env={**os.environ, "MATURIN_PEP517_ARGS": "--locked", "PATH": _with_cargo()},
+        timeout=900,
+        # maturin's backend runs the `maturin` of the build venv, found on PATH.
+        env={**os.environ, "MATURIN_PEP517_ARGS": "--locked",
+             "PATH": f"{build / 'bin'}{os.pathsep}{_with_cargo()}"},
     )  # fmt: skip
     assert result.returncode == 0, output(result)
     built = sorted(str(w) for w in wheels.glob("*.whl"))
