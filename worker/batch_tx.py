@@ -86,8 +86,9 @@ _EVENT_KINDS = _copy_kinds(_EVENT_COLUMNS)
 _KEY_KINDS = _copy_kinds(_KEY_COLUMNS)
 _LINK_KINDS = _copy_kinds(_LINK_COLUMNS)
 _DELTA_KINDS = _copy_kinds(_DELTA_COLUMNS)
-_OUTBOX_COLUMNS = ("message_sid", "version", "payload")
-_OUTBOX_KINDS = _copy_kinds("message_sid text, version bigint, payload bytea")
+_OUTBOX_COPIED = "message_sid text, version bigint, payload bytea"  # id and created_at: defaults
+_OUTBOX_COLUMNS = tuple(column.split()[0] for column in _OUTBOX_COPIED.split(","))
+_OUTBOX_KINDS = _copy_kinds(_OUTBOX_COPIED)
 
 # Status labels by rank: $1 of the statements that turn a rank into a label (1-based).
 _LABELS = [s.label for s in sorted(Status)]

@@ -27,11 +27,10 @@ pub fn common_date(text: &str) -> Option<Utc> {
 /// `YYYY-MM-DDTHH:MM:SS[.f{1,6}][Z|±HH:MM]` (no offset: UTC).
 fn iso_date(b: &[u8]) -> Option<Utc> {
     if b.len() < 19
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || b[10] != b'T'
-        || b[13] != b':'
-        || b[16] != b':'
+        || !punctuated(
+            b,
+            &[(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')],
+        )
     {
         return None;
     }
@@ -84,14 +83,15 @@ fn rfc2822_date(b: &[u8]) -> Option<Utc> {
     let day = digits(&b[..day_len])?;
     let b = &b[day_len..];
     // " Mon YYYY HH:MM:SS +HHMM"
-    if b.len() != 24
-        || b[0] != b' '
-        || b[4] != b' '
-        || b[9] != b' '
-        || b[12] != b':'
-        || b[15] != b':'
-        || b[18] != b' '
-    {
+    let separators = [
+        (0, b' '),
+        (4, b' '),
+        (9, b' '),
+        (12, b':'),
+        (15, b':'),
+        (18, b' '),
+    ];
+    if b.len() != 24 || !punctuated(b, &separators) {
         return None;
     }
     let month = MONTHS.iter().position(|m| *m == &b[1..4])? as u32 + 1;
@@ -121,18 +121,7 @@ pub fn utc_from_millis(ms: i64) -> Option<Utc> {
     if !(0..=4_000_000_000_000).contains(&ms) {
         return None;
     }
-    let (days, rest_ms) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
-    let (year, month, day) = civil_from_days(days);
-    let secs = rest_ms / 1000;
-    Some(Utc {
-        year,
-        month,
-        day,
-        hour: (secs / 3600) as u8,
-        minute: (secs % 3600 / 60) as u8,
-        second: (secs % 60) as u8,
-        micro: (rest_ms % 1000) as u32 * 1000,
-    })
+    from_unix_seconds(ms.div_euclid(1000), (ms.rem_euclid(1000) * 1000) as u32)
 }
 
 fn signed(sign: u8, seconds: u32) -> i64 {
@@ -163,8 +152,13 @@ fn utc(
     }
     let local =
         days_from_civil(year, month, day) * 86_400 + i64::from(hour * 3600 + minute * 60 + second);
-    let utc = local - offset_s;
-    let (days, secs) = (utc.div_euclid(86_400), utc.rem_euclid(86_400));
+    from_unix_seconds(local - offset_s, 0)
+}
+
+/// The UTC time `seconds` after 1970-01-01, if Python's datetime can hold it (years
+/// 1..=9999; beyond: OverflowError in Python).
+fn from_unix_seconds(seconds: i64, micro: u32) -> Option<Utc> {
+    let (days, secs) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
     let (year, month, day) = civil_from_days(days);
     if !(1..=9999).contains(&year) {
         return None;
@@ -176,8 +170,13 @@ fn utc(
         hour: (secs / 3600) as u8,
         minute: (secs % 3600 / 60) as u8,
         second: (secs % 60) as u8,
-        micro: 0,
+        micro,
     })
+}
+
+/// Every `(index, byte)` is at its place (`b` is long enough).
+fn punctuated(b: &[u8], separators: &[(usize, u8)]) -> bool {
+    separators.iter().all(|&(i, c)| b[i] == c)
 }
 
 fn digits(b: &[u8]) -> Option<u32> {

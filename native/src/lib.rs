@@ -38,6 +38,9 @@ const WEBHOOK_EVENT_TYPE: &str = "onDeliveryUpdated";
 const EVENT_FIELDS: usize = 12;
 const STATUS_FIELDS: usize = 5;
 
+/// What the parser's methods return: (receipt events, status events) as Python lists.
+type PyEvents<'py> = (Bound<'py, PyList>, Bound<'py, PyList>);
+
 /// A record's events: receipt events and Messaging status events, in record order.
 #[derive(Default)]
 struct Events<'a> {
@@ -103,7 +106,7 @@ impl FastParser {
         py: Python<'py>,
         value: &[u8],
         timestamp_ms: Option<i64>,
-    ) -> PyResult<Option<(Bound<'py, PyList>, Bound<'py, PyList>)>> {
+    ) -> PyResult<Option<PyEvents<'py>>> {
         let text = std::str::from_utf8(value).ok();
         self.to_python(py, text.and_then(|text| self.read_json(text, timestamp_ms)))
     }
@@ -116,7 +119,7 @@ impl FastParser {
         py: Python<'py>,
         value: &[u8],
         timestamp_ms: Option<i64>,
-    ) -> PyResult<Option<(Bound<'py, PyList>, Bound<'py, PyList>)>> {
+    ) -> PyResult<Option<PyEvents<'py>>> {
         let doc = std::str::from_utf8(value).ok().and_then(FormDoc::parse);
         let events = doc.and_then(|doc| self.read_fields(&doc, PASCAL, timestamp_ms));
         self.to_python(py, events)
@@ -220,7 +223,7 @@ impl FastParser {
         &self,
         py: Python<'py>,
         events: Option<Events<'_>>,
-    ) -> PyResult<Option<(Bound<'py, PyList>, Bound<'py, PyList>)>> {
+    ) -> PyResult<Option<PyEvents<'py>>> {
         let Some(events) = events else {
             return Ok(None);
         };
