@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from bench import pg_work
 from bench.loadgen import produce
 from bench.stack import Stack, running_workers
 from bench.util import loadavg, rss_kib, say
@@ -34,6 +35,7 @@ SELECT pg_total_relation_size('delivery_receipts') AS receipts,
        pg_total_relation_size('summary_outbox') AS outbox
 """
 _PROGRESS_S = 5.0
+_STATS_SETTLE_S = 1.0
 
 _COMPACT = (
     "VACUUM FULL delivery_receipts, message_delivery_counts, summary_outbox,"
@@ -139,6 +141,7 @@ async def drain(
     say(f"{label}: {replicas} worker(s) draining {total} records; load {loadavg()}")
     conn = await connect(target.database_url)
     try:
+        pg_before = await pg_work.snapshot(conn)
         async with running_workers(stack, target, replicas) as workers:
             seen = await _wait_drained(stack, target, conn, workers, total, label)
             t_caught_up = time.monotonic()
@@ -147,16 +150,19 @@ async def drain(
             t_outbox = time.monotonic()
             cpu_end = stack.cpu(workers)
             rss = [rss_kib(w.pid) for w in workers]
-            counts = await conn.fetchrow(
-                "SELECT (SELECT count(*) FROM delivery_receipts) AS receipts,"
-                " (SELECT count(*) FROM message_delivery_counts) AS messages,"
-                " (SELECT count(*) FROM delivery_receipt_history) AS history"
-            )
-            sizes = await conn.fetchrow(_SIZES)
-            compacted = None
-            if compact:  # after the measurement: it rewrites every table
-                await conn.execute(_COMPACT)
-                compacted = await conn.fetchrow(_SIZES)
+        # Exiting backends publish their counters; wait for them, and count rows only after.
+        await asyncio.sleep(_STATS_SETTLE_S)
+        pg_after = await pg_work.snapshot(conn)
+        counts = await conn.fetchrow(
+            "SELECT (SELECT count(*) FROM delivery_receipts) AS receipts,"
+            " (SELECT count(*) FROM message_delivery_counts) AS messages,"
+            " (SELECT count(*) FROM delivery_receipt_history) AS history"
+        )
+        sizes = await conn.fetchrow(_SIZES)
+        compacted = None
+        if compact:  # after the measurement: it rewrites every table
+            await conn.execute(_COMPACT)
+            compacted = await conn.fetchrow(_SIZES)
     finally:
         await conn.close()
     result = _rates(seen, t_outbox, total, events, cpu_end)
@@ -175,6 +181,8 @@ async def drain(
         # The same once rewritten without dead rows (VACUUM FULL): the steady-state size,
         # where vacuum keeps up and updates reuse the space.
         "bytes_compact": dict(compacted) if compacted is not None else {},
+        # What PostgreSQL did per event over the whole drain (start-up included).
+        "pg_work_per_event": pg_work.per_event(pg_before, pg_after, events),
         "load_after": loadavg(),
     }
 

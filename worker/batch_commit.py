@@ -22,7 +22,13 @@ from worker.reduction import (
     distinct_history,
     merge,
 )
-from worker.status_join import LinkPlan, as_receipt_event, fresh_links, plan_links
+from worker.status_join import (
+    LinkPlan,
+    as_receipt_event,
+    fresh_links,
+    plan_links,
+    receipt_links,
+)
 from worker.store import BatchTransaction, ConcurrentWrite, Store
 from worker.summaries import Summary, encode_summary_event
 
@@ -56,7 +62,7 @@ async def commit_batch(
     failures and `ConcurrentWrite` also roll everything back; the caller retries.
     """
     states = coalesce(events)
-    receipt_links = {s.channel_message_sid: k for k, s in states.items() if s.channel_message_sid}
+    links = receipt_links(states)
     history = await store.prepare_history(distinct_history(events))
     if statuses:
         # The receipt events they become inside the transaction take their dates.
@@ -65,7 +71,7 @@ async def commit_batch(
         if moves:
             await tx.advance_offsets(group, topic, moves)
         # Lock order everywhere: offsets, channel message links, receipts, summaries, outbox.
-        plan = await _join_statuses(tx, receipt_links, statuses)
+        plan = await _join_statuses(tx, links, statuses)
         # A status whose receipt has events in this batch joins before the receipts are
         # claimed, so a new receipt is inserted in its joined state (not inserted, then
         # updated); one whose receipt is only stored joins to the locked stored state.
@@ -115,14 +121,14 @@ def _with_joined(
 
 async def _join_statuses(
     tx: BatchTransaction,
-    receipt_links: Mapping[str, ReceiptKey],
+    links: Mapping[str, ReceiptKey],
     statuses: Sequence[StatusEvent],
 ) -> LinkPlan:
     """Claim the link rows of the batch's channel messages and decide the join."""
-    if not statuses and not receipt_links:
+    if not statuses and not links:
         return LinkPlan()
-    existing = await tx.claim_links(fresh_links(receipt_links, statuses))
-    plan = plan_links(existing, receipt_links, statuses)
+    existing = await tx.claim_links(fresh_links(links, statuses))
+    plan = plan_links(existing, links, statuses)
     await tx.update_links(plan.updates)
     return plan
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from worker.events import ReceiptEvent, StatusEvent
+from worker.sids import CHANNEL_MESSAGE_PREFIXES
 
 ReceiptKey = tuple[str, str]
 
@@ -39,6 +40,21 @@ class LinkPlan:
     waiting: set[str] = field(default_factory=set)
     # Status events to apply now (batch ones and ones that were waiting), with their receipt.
     apply: list[tuple[ReceiptKey, StatusEvent]] = field(default_factory=list)
+
+
+def receipt_links(states: Mapping[ReceiptKey, ReceiptEvent]) -> dict[str, ReceiptKey]:
+    """The channel message of each receipt that a status event can name, with the receipt.
+
+    Only SMS/MMS channel messages get a link: a status event names nothing else (the parser
+    refuses it), so a WhatsApp (`WA…`) channel message's link could never be read, and each
+    link is one more entry in a random-keyed index (docs/benchmark.md, "Growth").
+    """
+    return {
+        s.channel_message_sid: key
+        for key, s in states.items()
+        if s.channel_message_sid is not None
+        and s.channel_message_sid[:2] in CHANNEL_MESSAGE_PREFIXES
+    }
 
 
 def fresh_links(

@@ -75,11 +75,13 @@ ON CONFLICT (message_sid) DO NOTHING
 """
 
 
-# Every stored receipt has its channel message's link (migration 006), as the worker writes it.
+# Every stored SMS receipt has its channel message's link (migration 006), as the worker
+# writes it (`worker.status_join.receipt_links`: none for WhatsApp channel messages).
 _FILL_LINKS = """
 INSERT INTO channel_message_links (channel_message_sid, message_sid, participant_sid)
 SELECT channel_message_sid, message_sid, participant_sid
-  FROM delivery_receipts WHERE receipt_sid = ANY($1::text[])
+  FROM delivery_receipts
+ WHERE receipt_sid = ANY($1::text[]) AND left(channel_message_sid, 2) IN ('SM', 'MM')
 ON CONFLICT DO NOTHING
 """
 

@@ -24,6 +24,7 @@ from worker.status_join import (
     distinct_statuses,
     fresh_links,
     plan_links,
+    receipt_links,
 )
 
 Item = ReceiptEvent | StatusEvent
@@ -41,14 +42,12 @@ class Model:
         events = [i for i in batch if isinstance(i, ReceiptEvent)]
         statuses = [i for i in batch if isinstance(i, StatusEvent)]
         states = coalesce(events)
-        receipt_links = {
-            s.channel_message_sid: k for k, s in states.items() if s.channel_message_sid
-        }
+        links = receipt_links(states)
         # As the transaction does: insert the fresh rows where none exists, plan with the rest.
-        fresh = fresh_links(receipt_links, statuses)
+        fresh = fresh_links(links, statuses)
         existing = {c: self.links[c] for c in fresh if c in self.links}
         self.links.update((c, row) for c, row in fresh.items() if c not in existing)
-        plan = plan_links(existing, receipt_links, statuses)
+        plan = plan_links(existing, links, statuses)
         assert plan.updates.keys() <= existing.keys()
         self.links.update(plan.updates)
         joined = []
@@ -101,6 +100,22 @@ def test_any_order_duplication_and_batching_give_the_receipt_reduction(
     # Plain SMS status events made no receipt; they wait (until they expire), deduplicated.
     waiting = {c: row for c, row in model.links.items() if row.receipt is None}
     assert waiting == {s.channel_message_sid: LinkRow(None, (s,)) for s in plain}
+
+
+def test_only_channel_messages_a_status_can_name_get_a_link() -> None:
+    events = list(generate_events(40, seed=5))
+    states = coalesce(events)
+    by_prefix: dict[str | None, int] = {}
+    for state in states.values():
+        prefix = state.channel_message_sid[:2] if state.channel_message_sid else None
+        by_prefix[prefix] = by_prefix.get(prefix, 0) + 1
+    assert by_prefix.keys() >= {"SM", "MM", "WA"}
+    links = receipt_links(states)
+    assert {sid[:2] for sid in links} == {"SM", "MM"}
+    assert len(links) == by_prefix["SM"] + by_prefix["MM"]
+    assert all(states[key].channel_message_sid == sid for sid, key in links.items())
+    no_channel_message = states[next(iter(states))]._replace(channel_message_sid=None)
+    assert receipt_links({no_channel_message.key: no_channel_message}) == {}
 
 
 def test_a_status_before_its_receipt_waits_then_applies_with_it() -> None:

@@ -1,0 +1,72 @@
+"""What PostgreSQL did during a drain, per event: WAL written (full-page images apart), the
+buffers it had to read in or write out itself, and which tables and indexes missed its cache.
+
+CPU per event says *that* PostgreSQL's cost grows with the database (docs/benchmark.md,
+"Growth"); these counters say *where*: a random-keyed index that outgrew shared_buffers shows
+as block reads per event, and every first change of a page after a checkpoint as a full-page
+image in the WAL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+_CLUSTER = """
+SELECT w.wal_records, w.wal_fpi, w.wal_bytes::bigint AS wal_bytes,
+       b.buffers_backend, b.buffers_checkpoint + b.buffers_clean AS buffers_background
+  FROM pg_stat_wal w, pg_stat_bgwriter b
+"""
+# Partitions of one table are summed under the table's name (the history's months).
+_BLOCKS = """
+SELECT coalesce(p.relname, c.relname) AS relation, sum(coalesce(s.read, 0))::bigint AS read
+  FROM (SELECT relid AS oid, heap_blks_read AS read FROM pg_statio_user_tables
+        UNION ALL
+        SELECT indexrelid, idx_blks_read FROM pg_statio_user_indexes) AS s
+  JOIN pg_class c ON c.oid = s.oid
+  LEFT JOIN pg_inherits i ON i.inhrelid = c.oid
+  LEFT JOIN pg_class p ON p.oid = i.inhparent
+ GROUP BY 1
+"""
+# The relations named in a result: the ones with the most block reads.
+_TOP = 6
+
+
+@dataclass(frozen=True, slots=True)
+class PgWork:
+    """Cumulative counters at one moment (the whole cluster's WAL; this database's blocks)."""
+
+    cluster: dict[str, int]
+    blocks_read: dict[str, int]
+
+
+async def snapshot(conn: asyncpg.Connection) -> PgWork:
+    """The counters now. Backends publish theirs when idle or on exit; take the closing
+    snapshot once the workers have stopped."""
+    await conn.execute("SELECT pg_stat_clear_snapshot()")
+    cluster = await conn.fetchrow(_CLUSTER)
+    blocks = await conn.fetch(_BLOCKS)
+    return PgWork(
+        {k: int(v) for k, v in dict(cluster or {}).items()},
+        {r["relation"]: int(r["read"]) for r in blocks},
+    )
+
+
+def per_event(before: PgWork, after: PgWork, events: int) -> dict[str, Any]:
+    """The counters' growth between two snapshots, per event (WAL in bytes)."""
+    n = max(events, 1)
+    cluster = {k: after.cluster[k] - before.cluster.get(k, 0) for k in after.cluster}
+    reads = {
+        name: count - before.blocks_read.get(name, 0) for name, count in after.blocks_read.items()
+    }
+    top = sorted(((c, name) for name, c in reads.items() if c > 0), reverse=True)[:_TOP]
+    return {
+        "wal_bytes": round(cluster["wal_bytes"] / n, 1),
+        "wal_fpi": round(cluster["wal_fpi"] / n, 3),
+        "buffers_written_by_backends": round(cluster["buffers_backend"] / n, 3),
+        "buffers_written_in_background": round(cluster["buffers_background"] / n, 3),
+        "blocks_read": round(sum(reads.values()) / n, 3),
+        "blocks_read_by_relation": {name: round(c / n, 3) for c, name in top},
+    }
