@@ -47,12 +47,12 @@ SCENARIOS: dict[str, Scenario] = {
 }
 
 
-def parse_env(values: Sequence[str]) -> dict[str, str]:
+def parse_env(values: Sequence[str], option: str = "--worker-env") -> dict[str, str]:
     out: dict[str, str] = {}
     for item in values:
         name, sep, value = item.partition("=")
         if not sep:
-            raise argparse.ArgumentTypeError(f"--worker-env wants NAME=VALUE, got {item!r}")
+            raise argparse.ArgumentTypeError(f"{option} wants NAME=VALUE, got {item!r}")
         out[name] = value
     return out
 
@@ -92,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     a("--pg-no-fsync", action="store_true", help="run PostgreSQL with fsync off")
     a("--pg-settings", choices=("tuned", "default"), default="tuned",
       help="tuned: shared_buffers 512MB, max_wal_size 4GB…; default: PostgreSQL's own")  # fmt: skip
+    a("--pg-set", action="append", default=[], metavar="NAME=VALUE",
+      help="one more PostgreSQL server setting on top of --pg-settings, e.g."
+           " wal_compression=lz4 (repeatable)")  # fmt: skip
     a("--py-spy", default=None, metavar="PATH",
       help="py-spy binary: profile each worker (collapsed stacks beside its log)")  # fmt: skip
     a("--json", type=Path, default=None, help="write the results here as JSON")
@@ -177,6 +180,7 @@ def _runner() -> Any:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.worker_env = parse_env(args.worker_env)
+    args.pg_set = parse_env(args.pg_set, "--pg-set")
     started = time.monotonic()
     header = {
         "command": "python -m bench.run " + " ".join(sys.argv[1:] if argv is None else argv),
@@ -186,6 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "worker_env": args.worker_env,
         "pg_fsync": not args.pg_no_fsync,
         "pg_settings": args.pg_settings,
+        "pg_set": args.pg_set,
     }
     say(f"parameters: {json.dumps(header)}")
     with started_stack(args) as stack:

@@ -60,7 +60,7 @@ class Stack:
 def started_stack(args: argparse.Namespace) -> Iterator[Stack]:
     workdir = Path(tempfile.mkdtemp(prefix="bench-"))
     say(f"starting Kafka and PostgreSQL (logs and worker output in {workdir})")
-    pg_settings = PG_TUNED if args.pg_settings == "tuned" else {}
+    pg_settings = {**(PG_TUNED if args.pg_settings == "tuned" else {}), **args.pg_set}
     with (
         PostgresServer(
             fsync=not args.pg_no_fsync, synchronous_commit=True, extra_settings=pg_settings
