@@ -30,7 +30,14 @@ SELECT coalesce(p.relname, c.relname) AS relation, sum(coalesce(s.read, 0))::big
   LEFT JOIN pg_class p ON p.oid = i.inhparent
  GROUP BY 1
 """
-# The relations named in a result: the ones with the most block reads.
+# With `--pg-set shared_preload_libraries=pg_stat_statements`: the time of each statement.
+_STATEMENTS = """
+SELECT queryid, left(regexp_replace(query, '\\s+', ' ', 'g'), 70) AS query,
+       total_exec_time AS ms
+  FROM pg_stat_statements
+ WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+"""
+# The relations and statements named in a result: the ones with the most reads or time.
 _TOP = 6
 
 
@@ -40,6 +47,8 @@ class PgWork:
 
     cluster: dict[str, int]
     blocks_read: dict[str, int]
+    # Milliseconds spent in each statement (empty without pg_stat_statements).
+    statement_ms: dict[str, float]
 
 
 async def snapshot(conn: asyncpg.Connection) -> PgWork:
@@ -48,10 +57,25 @@ async def snapshot(conn: asyncpg.Connection) -> PgWork:
     await conn.execute("SELECT pg_stat_clear_snapshot()")
     cluster = await conn.fetchrow(_CLUSTER)
     blocks = await conn.fetch(_BLOCKS)
+    statements: dict[str, float] = {}
+    if await _statements_on(conn):
+        for r in await conn.fetch(_STATEMENTS):
+            key = r["query"]
+            statements[key] = statements.get(key, 0.0) + float(r["ms"])
     return PgWork(
         {k: int(v) for k, v in dict(cluster or {}).items()},
         {r["relation"]: int(r["read"]) for r in blocks},
+        statements,
     )
+
+
+async def _statements_on(conn: asyncpg.Connection) -> bool:
+    """Whether the server loads pg_stat_statements; its view is then created here."""
+    loaded = await conn.fetchval("SELECT current_setting('shared_preload_libraries')")
+    if "pg_stat_statements" not in loaded:
+        return False
+    await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    return True
 
 
 def per_event(before: PgWork, after: PgWork, events: int) -> dict[str, Any]:
@@ -62,6 +86,8 @@ def per_event(before: PgWork, after: PgWork, events: int) -> dict[str, Any]:
         name: count - before.blocks_read.get(name, 0) for name, count in after.blocks_read.items()
     }
     top = sorted(((c, name) for name, c in reads.items() if c > 0), reverse=True)[:_TOP]
+    spent = {q: ms - before.statement_ms.get(q, 0.0) for q, ms in after.statement_ms.items()}
+    slowest = sorted(((ms, q) for q, ms in spent.items() if ms > 0), reverse=True)[:_TOP]
     return {
         "wal_bytes": round(cluster["wal_bytes"] / n, 1),
         "wal_fpi": round(cluster["wal_fpi"] / n, 3),
@@ -69,4 +95,5 @@ def per_event(before: PgWork, after: PgWork, events: int) -> dict[str, Any]:
         "buffers_written_in_background": round(cluster["buffers_background"] / n, 3),
         "blocks_read": round(sum(reads.values()) / n, 3),
         "blocks_read_by_relation": {name: round(c / n, 3) for c, name in top},
+        "statement_us": {q: round(ms * 1000 / n, 2) for ms, q in slowest},
     }
