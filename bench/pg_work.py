@@ -16,7 +16,10 @@ import asyncpg
 
 _CLUSTER = """
 SELECT w.wal_records, w.wal_fpi, w.wal_bytes::bigint AS wal_bytes,
-       b.buffers_backend, b.buffers_checkpoint + b.buffers_clean AS buffers_background
+       b.buffers_backend, b.buffers_checkpoint + b.buffers_clean AS buffers_background,
+       b.checkpoints_timed + b.checkpoints_req AS checkpoints,
+       (SELECT sum(autovacuum_count + autoanalyze_count) FROM pg_stat_user_tables)::bigint
+           AS autovacuum_runs
   FROM pg_stat_wal w, pg_stat_bgwriter b
 """
 # Partitions of one table are summed under the table's name (the history's months).
@@ -26,6 +29,16 @@ SELECT coalesce(p.relname, c.relname) AS relation, sum(coalesce(s.read, 0))::big
         UNION ALL
         SELECT indexrelid, idx_blks_read FROM pg_statio_user_indexes) AS s
   JOIN pg_class c ON c.oid = s.oid
+  LEFT JOIN pg_inherits i ON i.inhrelid = c.oid
+  LEFT JOIN pg_class p ON p.oid = i.inhparent
+ GROUP BY 1
+"""
+# Updates of each table, and how many of them were HOT (no index entry added).
+_UPDATES = """
+SELECT coalesce(p.relname, c.relname) AS relation,
+       sum(s.n_tup_upd)::bigint AS updates, sum(s.n_tup_hot_upd)::bigint AS hot
+  FROM pg_stat_user_tables s
+  JOIN pg_class c ON c.oid = s.relid
   LEFT JOIN pg_inherits i ON i.inhrelid = c.oid
   LEFT JOIN pg_class p ON p.oid = i.inhparent
  GROUP BY 1
@@ -49,6 +62,8 @@ class PgWork:
     blocks_read: dict[str, int]
     # Milliseconds spent in each statement (empty without pg_stat_statements).
     statement_ms: dict[str, float]
+    # Per table: (updates, of which HOT).
+    updates: dict[str, tuple[int, int]]
 
 
 async def snapshot(conn: asyncpg.Connection) -> PgWork:
@@ -66,6 +81,7 @@ async def snapshot(conn: asyncpg.Connection) -> PgWork:
         {k: int(v) for k, v in dict(cluster or {}).items()},
         {r["relation"]: int(r["read"]) for r in blocks},
         statements,
+        {r["relation"]: (int(r["updates"]), int(r["hot"])) for r in await conn.fetch(_UPDATES)},
     )
 
 
@@ -93,7 +109,23 @@ def per_event(before: PgWork, after: PgWork, events: int) -> dict[str, Any]:
         "wal_fpi": round(cluster["wal_fpi"] / n, 3),
         "buffers_written_by_backends": round(cluster["buffers_backend"] / n, 3),
         "buffers_written_in_background": round(cluster["buffers_background"] / n, 3),
+        # Counts over the whole drain, not per event: background work the drain paid for.
+        "checkpoints": cluster["checkpoints"],
+        "autovacuum_runs": cluster["autovacuum_runs"],
         "blocks_read": round(sum(reads.values()) / n, 3),
         "blocks_read_by_relation": {name: round(c / n, 3) for c, name in top},
         "statement_us": {q: round(ms * 1000 / n, 2) for ms, q in slowest},
+        "hot_update_share": _hot_shares(before.updates, after.updates),
     }
+
+
+def _hot_shares(
+    before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]
+) -> dict[str, float]:
+    """Per table updated during the drain: the share of its updates that were HOT."""
+    out = {}
+    for name, (updates, hot) in after.items():
+        u0, h0 = before.get(name, (0, 0))
+        if updates > u0:
+            out[name] = round((hot - h0) / (updates - u0), 3)
+    return out
