@@ -85,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--replica-stream", choices=("mixed", "classic"), default="mixed", help="replicas: stream")
     a("--growth-max", type=int, default=2_000_000, help="growth: receipts at the last level")
     a("--growth-messages", type=int, default=20_000, help="growth: messages measured per level")
+    a("--growth-replicas", type=int, default=1, help="growth: workers draining each level")
     a("--repeat", type=int, default=1, help="run each chosen scenario this many times")
     a("--seed", type=int, default=1)
     a("--worker-env", action="append", default=[], metavar="NAME=VALUE",

@@ -8,7 +8,8 @@ Then a fresh mixed stream (`--growth-messages` new messages, its own topic and g
 drained into it. Fresh
 messages are the common case: nearly every event of a real stream is about a recent message.
 
-`--growth-max N` shrinks the levels to 0, N/4, N/2, N for a quick run.
+`--growth-max N` shrinks the levels to 0, N/4, N/2, N for a quick run; `--growth-replicas N`
+drains each level with N workers in one group.
 """
 
 from __future__ import annotations
@@ -146,12 +147,15 @@ async def growth(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
                              messages=args.growth_messages, **MIXED)  # fmt: skip
         await preload(stack, target, stream, f"growth {level}")
         say(f"growth: {stored} receipts stored; load {loadavg()}")
-        result = await drain(stack, target, 1, stream.event_count, label=f"growth {level}")
+        result = await drain(
+            stack, target, args.growth_replicas, stream.event_count, label=f"growth {level}"
+        )
         runs[str(level)] = {"stored_receipts": stored, **result}
     first = runs[str(levels[0])]["events_per_s"]
     return {
         "levels": levels,
         "messages_per_level": args.growth_messages,
+        "replicas": args.growth_replicas,
         "runs": runs,
         "ratio_to_empty": {k: round(r["events_per_s"] / first, 2) for k, r in runs.items()},
     }
