@@ -18,8 +18,8 @@ _CLUSTER = """
 SELECT w.wal_records, w.wal_fpi, w.wal_bytes::bigint AS wal_bytes,
        b.buffers_backend, b.buffers_checkpoint + b.buffers_clean AS buffers_background,
        b.checkpoints_timed + b.checkpoints_req AS checkpoints,
-       (SELECT sum(autovacuum_count + autoanalyze_count) FROM pg_stat_user_tables)::bigint
-           AS autovacuum_runs
+       (SELECT coalesce(sum(autovacuum_count + autoanalyze_count), 0)
+          FROM pg_stat_user_tables)::bigint AS autovacuum_runs
   FROM pg_stat_wal w, pg_stat_bgwriter b
 """
 # Partitions of one table are summed under the table's name (the history's months).
@@ -45,7 +45,7 @@ SELECT coalesce(p.relname, c.relname) AS relation,
 """
 # With `--pg-set shared_preload_libraries=pg_stat_statements`: the time of each statement.
 _STATEMENTS = """
-SELECT queryid, left(regexp_replace(query, '\\s+', ' ', 'g'), 70) AS query,
+SELECT left(regexp_replace(query, '\\s+', ' ', 'g'), 70) AS query,
        total_exec_time AS ms
   FROM pg_stat_statements
  WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())

@@ -47,6 +47,11 @@ async def test_bench_runs_every_scenario_at_tiny_sizes(
     assert worker["records"] == throughput["events"]  # one event per record
     assert worker["rows"]["receipts"] > 0 and worker["rows"]["messages"] > 0
     assert 0 < worker["worker_rss_mib"][0] < 1024
+    work = worker["pg_work_per_event"]  # what PostgreSQL did per event during the drain
+    assert work["wal_bytes"] > 0 and work["blocks_read"] >= 0 and work["checkpoints"] >= 0
+    shares = work["hot_update_share"]  # every batch moves the stored offsets: one UPDATE
+    assert "consumer_offsets" in shares and all(0 <= v <= 1 for v in shares.values())
+    assert work["statement_us"] == {}  # pg_stat_statements is not loaded on this server
 
     mixed = results["mixed"]
     assert mixed["messages"] == mixed["worker"]["rows"]["messages"] == 400
