@@ -18,7 +18,7 @@ import orjson
 
 from worker.events import ReceiptEvent, Status, StatusEvent
 from worker.parsing import CLOUDEVENT_TYPE, MESSAGING_CLOUDEVENT_PREFIX, WEBHOOK_EVENT_TYPE
-from worker.sids import implied_channel
+from worker.sids import CHANNEL_MESSAGE_PREFIXES, implied_channel
 
 FORMS = ("cloudevent", "cloudevent_batch", "webhook_json", "webhook_form", "receipt_json")
 # The Messaging status forms (5 and 6 of docs/design.md, "Input forms").
@@ -322,7 +322,12 @@ def outcomes_in_place(
     rng = random.Random(seed)
     chosen: dict[tuple[str, str], bool] = {}
     for e in events:
-        chosen.setdefault(e.key, rng.random() < share and e.channel_message_sid is not None)
+        # Messaging reports only SMS/MMS channel messages: a WhatsApp (WA…) receipt keeps its
+        # outcomes as receipt events.
+        chosen.setdefault(
+            e.key,
+            rng.random() < share and (e.channel_message_sid or "")[:2] in CHANNEL_MESSAGE_PREFIXES,
+        )
     has_receipt_event = {e.key for e in events if not chosen[e.key] or e.status <= Status.SENT}
     pairs: list[tuple[ReceiptEvent, StatusEvent | None]] = []
     for e in events:
