@@ -34,8 +34,9 @@ def load_migrations() -> list[Migration]:
     return found
 
 
-async def apply_migrations(dsn: str) -> list[int]:
-    """Apply every migration not yet recorded; returns the versions applied now.
+async def apply_migrations(dsn: str, *, up_to: int | None = None) -> list[int]:
+    """Apply every migration not yet recorded (none past version `up_to`, if given: an
+    upgrade test's old schema); returns the versions applied now.
 
     Replicas may start together, so the work happens under an advisory lock and each
     migration commits with its bookkeeping row in one transaction.
@@ -52,7 +53,7 @@ async def apply_migrations(dsn: str) -> list[int]:
             done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
             applied: list[int] = []
             for migration in load_migrations():
-                if migration.version in done:
+                if migration.version in done or (up_to is not None and migration.version > up_to):
                     continue
                 async with conn.transaction():
                     await conn.execute(migration.sql)
