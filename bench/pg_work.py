@@ -22,23 +22,18 @@ SELECT w.wal_records, w.wal_fpi, w.wal_bytes::bigint AS wal_bytes,
           FROM pg_stat_user_tables)::bigint AS autovacuum_runs
   FROM pg_stat_wal w, pg_stat_bgwriter b
 """
-# Partitions of one table are summed under the table's name (the history's months).
-_BLOCKS = """
-SELECT coalesce(p.relname, c.relname) AS relation, sum(coalesce(s.read, 0))::bigint AS read
-  FROM (SELECT relid AS oid, heap_blks_read AS read FROM pg_statio_user_tables
+# Per table or index: blocks read into shared buffers, and for a table its updates and how
+# many of them were HOT (no index entry added). Partitions are summed under their table's
+# name (the history's months).
+_RELATIONS = """
+SELECT coalesce(p.relname, c.relname) AS relation, sum(s.read)::bigint AS read,
+       sum(s.updates)::bigint AS updates, sum(s.hot)::bigint AS hot
+  FROM (SELECT t.relid AS oid, coalesce(io.heap_blks_read, 0) AS read,
+               t.n_tup_upd AS updates, t.n_tup_hot_upd AS hot
+          FROM pg_stat_user_tables t JOIN pg_statio_user_tables io USING (relid)
         UNION ALL
-        SELECT indexrelid, idx_blks_read FROM pg_statio_user_indexes) AS s
+        SELECT indexrelid, coalesce(idx_blks_read, 0), 0, 0 FROM pg_statio_user_indexes) AS s
   JOIN pg_class c ON c.oid = s.oid
-  LEFT JOIN pg_inherits i ON i.inhrelid = c.oid
-  LEFT JOIN pg_class p ON p.oid = i.inhparent
- GROUP BY 1
-"""
-# Updates of each table, and how many of them were HOT (no index entry added).
-_UPDATES = """
-SELECT coalesce(p.relname, c.relname) AS relation,
-       sum(s.n_tup_upd)::bigint AS updates, sum(s.n_tup_hot_upd)::bigint AS hot
-  FROM pg_stat_user_tables s
-  JOIN pg_class c ON c.oid = s.relid
   LEFT JOIN pg_inherits i ON i.inhrelid = c.oid
   LEFT JOIN pg_class p ON p.oid = i.inhparent
  GROUP BY 1
@@ -71,7 +66,7 @@ async def snapshot(conn: asyncpg.Connection) -> PgWork:
     snapshot once the workers have stopped."""
     await conn.execute("SELECT pg_stat_clear_snapshot()")
     cluster = await conn.fetchrow(_CLUSTER)
-    blocks = await conn.fetch(_BLOCKS)
+    relations = await conn.fetch(_RELATIONS)
     statements: dict[str, float] = {}
     if await _statements_on(conn):
         for r in await conn.fetch(_STATEMENTS):
@@ -79,9 +74,9 @@ async def snapshot(conn: asyncpg.Connection) -> PgWork:
             statements[key] = statements.get(key, 0.0) + float(r["ms"])
     return PgWork(
         {k: int(v) for k, v in dict(cluster or {}).items()},
-        {r["relation"]: int(r["read"]) for r in blocks},
+        {r["relation"]: int(r["read"]) for r in relations},
         statements,
-        {r["relation"]: (int(r["updates"]), int(r["hot"])) for r in await conn.fetch(_UPDATES)},
+        {r["relation"]: (int(r["updates"]), int(r["hot"])) for r in relations if r["updates"]},
     )
 
 

@@ -26,6 +26,7 @@ from bench.measure import connect, drain, generate_stream, preload
 from bench.stack import Stack, migrate, new_target
 from bench.util import loadavg, say
 from devstack.runs import new_database
+from worker.sids import CHANNEL_MESSAGE_PREFIXES
 
 _CHUNK = 250_000
 # Seconds between two filled receipts: 2M receipts span 30 days before the measured stream.
@@ -82,7 +83,7 @@ _FILL_LINKS = """
 INSERT INTO channel_message_links (channel_message_sid, message_sid, participant_sid)
 SELECT channel_message_sid, message_sid, participant_sid
   FROM delivery_receipts
- WHERE receipt_sid = ANY($1::text[]) AND left(channel_message_sid, 2) IN ('SM', 'MM')
+ WHERE receipt_sid = ANY($1::text[]) AND left(channel_message_sid, 2) = ANY($2::text[])
 ON CONFLICT DO NOTHING
 """
 
@@ -112,7 +113,7 @@ async def fill(conn: asyncpg.Connection, start: int, stop: int) -> None:
             await conn.execute(_FILL_HISTORY, sids)
             await conn.execute(_FILL_SUMMARIES, sids)
             if await conn.fetchval("SELECT to_regclass('channel_message_links') IS NOT NULL"):
-                await conn.execute(_FILL_LINKS, sids)
+                await conn.execute(_FILL_LINKS, sids, list(CHANNEL_MESSAGE_PREFIXES))
         say(f"growth: filled receipts {low}..{high} in {time.monotonic() - t0:.1f}s")
     await conn.execute("VACUUM ANALYZE")
     await conn.execute("CHECKPOINT")
