@@ -41,12 +41,13 @@ SELECT coalesce(p.relname, c.relname) AS relation, sum(s.read)::bigint AS read,
 # With `--pg-set shared_preload_libraries=pg_stat_statements`: the time of each statement.
 _STATEMENTS = """
 SELECT left(regexp_replace(query, '\\s+', ' ', 'g'), 70) AS query,
-       total_exec_time AS ms
+       total_exec_time AS ms, calls, rows, shared_blks_hit + shared_blks_read AS blocks
   FROM pg_stat_statements
  WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
 """
 # The relations and statements named in a result: the ones with the most reads or time.
 _TOP = 6
+_TOP_STATEMENTS = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,8 +56,10 @@ class PgWork:
 
     cluster: dict[str, int]
     blocks_read: dict[str, int]
-    # Milliseconds spent in each statement (empty without pg_stat_statements).
+    # Per statement (empty without pg_stat_statements): milliseconds spent, calls, rows, and
+    # shared buffers touched (hit or read).
     statement_ms: dict[str, float]
+    statement_counts: dict[str, tuple[int, int, int]]
     # Per table: (updates, of which HOT).
     updates: dict[str, tuple[int, int]]
 
@@ -68,14 +71,18 @@ async def snapshot(conn: asyncpg.Connection) -> PgWork:
     cluster = await conn.fetchrow(_CLUSTER)
     relations = await conn.fetch(_RELATIONS)
     statements: dict[str, float] = {}
+    counts: dict[str, tuple[int, int, int]] = {}
     if await _statements_on(conn):
         for r in await conn.fetch(_STATEMENTS):
             key = r["query"]
             statements[key] = statements.get(key, 0.0) + float(r["ms"])
+            calls, rows, blocks = counts.get(key, (0, 0, 0))
+            counts[key] = (calls + r["calls"], rows + r["rows"], blocks + r["blocks"])
     return PgWork(
         {k: int(v) for k, v in dict(cluster or {}).items()},
         {r["relation"]: int(r["read"]) for r in relations},
         statements,
+        counts,
         {r["relation"]: (int(r["updates"]), int(r["hot"])) for r in relations if r["updates"]},
     )
 
@@ -98,7 +105,8 @@ def per_event(before: PgWork, after: PgWork, events: int) -> dict[str, Any]:
     }
     top = sorted(((c, name) for name, c in reads.items() if c > 0), reverse=True)[:_TOP]
     spent = {q: ms - before.statement_ms.get(q, 0.0) for q, ms in after.statement_ms.items()}
-    slowest = sorted(((ms, q) for q, ms in spent.items() if ms > 0), reverse=True)[:_TOP]
+    slowest = sorted(((ms, q) for q, ms in spent.items() if ms > 0), reverse=True)
+    slowest = slowest[:_TOP_STATEMENTS]
     return {
         "wal_bytes": round(cluster["wal_bytes"] / n, 1),
         "wal_fpi": round(cluster["wal_fpi"] / n, 3),
@@ -110,8 +118,20 @@ def per_event(before: PgWork, after: PgWork, events: int) -> dict[str, Any]:
         "blocks_read": round(sum(reads.values()) / n, 3),
         "blocks_read_by_relation": {name: round(c / n, 3) for c, name in top},
         "statement_us": {q: round(ms * 1000 / n, 2) for ms, q in slowest},
+        # Per statement above: calls per 1,000 events, then rows and buffers touched per event.
+        "statement_calls_rows_buffers": {
+            q: _count_growth(before.statement_counts.get(q), after.statement_counts[q], n)
+            for _, q in slowest
+        },
         "hot_update_share": _hot_shares(before.updates, after.updates),
     }
+
+
+def _count_growth(
+    before: tuple[int, int, int] | None, after: tuple[int, int, int], events: int
+) -> tuple[float, float, float]:
+    calls, rows, blocks = (a - b for a, b in zip(after, before or (0, 0, 0), strict=True))
+    return round(calls * 1000 / events, 2), round(rows / events, 3), round(blocks / events, 2)
 
 
 def _hot_shares(
