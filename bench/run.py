@@ -163,8 +163,9 @@ def _summary(name: str, r: dict[str, Any]) -> dict[str, Any]:
         }
     if name == "growth":
         return {
-            **{f"stored_{w['stored_receipts']}": _drain_line(w) for w in r["runs"].values()},
+            **{f"stored_{level}": _drain_line(w) for level, w in r["runs"].items()},
             "ratio_to_empty": r["ratio_to_empty"],
+            "ratio_to_empty_both": r["ratio_to_empty_both"],
         }
     return r
 

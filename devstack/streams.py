@@ -20,6 +20,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from aiokafka import AIOKafkaProducer
 
@@ -65,6 +66,7 @@ def _events_up_to(
     max_receipts: int,
     max_messages: int | None,
     whatsapp_prefix: str = "WA",
+    start: datetime | None = None,
 ) -> tuple[list[ReceiptEvent], int]:
     """Whole messages' events until about `target` events (before duplication)."""
     out: list[ReceiptEvent] = []
@@ -72,7 +74,7 @@ def _events_up_to(
     last_message = ""
     limit = max_messages if max_messages is not None else target
     generated = generate_events(
-        limit, seed=seed, max_receipts=max_receipts, whatsapp_prefix=whatsapp_prefix
+        limit, seed=seed, max_receipts=max_receipts, whatsapp_prefix=whatsapp_prefix, start=start
     )
     for event in generated:
         if event.message_sid != last_message:
@@ -96,6 +98,7 @@ def build_stream(
     poison_rate: float = 0.0,
     messaging_share: float = 0.0,
     scatter_statuses: bool = False,
+    start: datetime | None = None,
 ) -> Stream:
     """About `events` events (duplicates included), in mixed input forms, out of order.
 
@@ -106,7 +109,8 @@ def build_stream(
     events instead, each in the place of the receipt event it stands for
     (`worker.loadgen.outcomes_in_place`), in every Messaging form; with `scatter_statuses`,
     each at a random place of the whole stream instead (the worst case: about half come
-    before their receipt, and none in the batch of its receipt's other events).
+    before their receipt, and none in the batch of its receipt's other events). `start` is
+    when the first message is created (`worker.loadgen.generate_events`' default otherwise).
     """
     unique_target = max(1, round(events / (1 + duplicate_rate)))
     base, n_messages = _events_up_to(
@@ -115,6 +119,7 @@ def build_stream(
         max_receipts=max_receipts,
         max_messages=messages,
         whatsapp_prefix="SM" if messaging_share else "WA",
+        start=start,
     )
     pairs = outcomes_in_place(base, seed=seed, share=messaging_share)
     items: list[ReceiptEvent | StatusEvent] = disorder(

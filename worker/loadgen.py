@@ -77,21 +77,24 @@ def generate_events(
     hot_messages: int = 0,
     hot_participants: int = 50,
     whatsapp_prefix: str = "WA",
+    start: datetime | None = None,
 ) -> Iterator[ReceiptEvent]:
     """Events of `messages` messages with 1..max_receipts receipts each, in lifecycle order.
 
     The first `hot_messages` are group messages with `hot_participants` receipts each, whose
     events all arrive close together: the contention case for concurrent replicas.
     `whatsapp_prefix="SM"` gives WhatsApp channel messages the SM SIDs that Messaging
-    status events name (their receipts then carry an explicit `Channel`).
+    status events name (their receipts then carry an explicit `Channel`). Message n is
+    created `n` seconds after `start` (2026-03-01 by default).
     """
+    first = _EPOCH if start is None else start
     rng = random.Random(seed)
     account = sid("AC", rng)
     service = sid("IS", rng)
     for n in range(messages):
         conversation = sid("CH", rng)
         message = sid("IM", rng)
-        created = _EPOCH + timedelta(seconds=n)
+        created = first + timedelta(seconds=n)
         receipts = hot_participants if n < hot_messages else rng.randint(1, max_receipts)
         for _ in range(receipts):
             prefix = rng.choice(("SM", "WA", "WA", "MM"))

@@ -2,11 +2,13 @@
 
 One database for the whole scenario. Before each level it is filled up to that many stored
 receipts by SQL (synthetic receipts with random SIDs, ≈ 2.5 history rows each, a summary per
-3 receipts, a channel message link each, dated over the 30 days before the measured
-stream), vacuumed, analysed and checkpointed, as a database that grew over weeks would be.
-Then a fresh mixed stream (`--growth-messages` new messages, its own topic and group) is
-drained into it. Fresh
-messages are the common case: nearly every event of a real stream is about a recent message.
+3 receipts, a channel message link for each SMS one, dated over the 30 days before the
+measured streams), vacuumed, analysed and checkpointed, as a database that grew over weeks
+would be. Then a fresh mixed stream (`--growth-messages` new messages, its own topic and
+group, dated a day after the previous level's) is drained into it. Fresh messages are the
+common case: nearly every event of a real stream is about a recent message. Last, the empty
+database is measured once more, on a new database: the ratios are given to the first empty
+run and to the mean of both.
 
 `--growth-max N` shrinks the levels to 0, N/4, N/2, N for a quick run; `--growth-replicas N`
 drains each level with N workers in one group.
@@ -23,12 +25,15 @@ import asyncpg
 
 from bench.loadgen import MIXED
 from bench.measure import connect, drain, generate_stream, preload
-from bench.stack import Stack, migrate, new_target
+from bench.stack import Stack, drop_database, migrate, new_target
 from bench.util import loadavg, say
 from devstack.runs import new_database
+from worker.config import Settings
 from worker.sids import CHANNEL_MESSAGE_PREFIXES
 
 _CHUNK = 250_000
+# The key of the last run in the results: the empty database, measured once more.
+EMPTY_AGAIN = "0 (again)"
 # Seconds between two filled receipts: 2M receipts span 30 days before the measured stream.
 _SPACING_S = 1.3
 # worker.loadgen's epoch: the measured streams start here.
@@ -144,19 +149,46 @@ async def growth(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
             stored = await conn.fetchval("SELECT count(*) FROM delivery_receipts")
         finally:
             await conn.close()
-        stream = generate_stream(args.growth_messages * 8, args.seed + 100 + i,
-                             messages=args.growth_messages, **MIXED)  # fmt: skip
-        await preload(stack, target, stream, f"growth {level}")
-        say(f"growth: {stored} receipts stored; load {loadavg()}")
-        result = await drain(
-            stack, target, args.growth_replicas, stream.event_count, label=f"growth {level}"
-        )
-        runs[str(level)] = {"stored_receipts": stored, **result}
+        runs[str(level)] = await _measure(stack, args, target, stored, i)
+    # The empty database once more, last: minutes pass between the first level and the last,
+    # and the machine's speed drifts over minutes (docs/benchmark.md, "Growth"), so the small
+    # run's rate is taken on both sides of the big ones. The grown database is dropped first:
+    # its autovacuum must not run beside the last drain.
+    drop_database(stack, target)
+    again = await new_target(stack, "growth", args.partitions)
+    await migrate(stack, again)
+    runs[EMPTY_AGAIN] = await _measure(stack, args, again, 0, len(levels))
+    drop_database(stack, again)
     first = runs[str(levels[0])]["events_per_s"]
+    small = (first + runs[EMPTY_AGAIN]["events_per_s"]) / 2
     return {
         "levels": levels,
         "messages_per_level": args.growth_messages,
         "replicas": args.growth_replicas,
         "runs": runs,
         "ratio_to_empty": {k: round(r["events_per_s"] / first, 2) for k, r in runs.items()},
+        # To the mean of the two empty-database runs, first and last.
+        "ratio_to_empty_both": {
+            k: round(r["events_per_s"] / small, 2) for k, r in runs.items() if k != EMPTY_AGAIN
+        },
     }
+
+
+async def _measure(
+    stack: Stack, args: argparse.Namespace, target: Settings, stored: int, run: int
+) -> dict[str, Any]:
+    """Run number `run`: a fresh mixed stream of `--growth-messages` messages drained into
+    the target.
+
+    Each run's messages are created a day after the previous run's, as time passes while a
+    database grows: a new receipt's `date_created` is then the newest in its index, as it is
+    in production, and not among the last run's (where the same dates again would put it).
+    """
+    start = _BEFORE_TS + timedelta(days=run)
+    stream = generate_stream(args.growth_messages * 8, args.seed + 100 + run,
+                             messages=args.growth_messages, start=start, **MIXED)  # fmt: skip
+    label = f"growth {stored}"
+    await preload(stack, target, stream, label)
+    say(f"growth: {stored} receipts stored; load {loadavg()}")
+    result = await drain(stack, target, args.growth_replicas, stream.event_count, label=label)
+    return {"stored_receipts": stored, **result}

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench.run import build_parser, run_scenarios, summary_line
+from bench.scenarios.growth import EMPTY_AGAIN
 from bench.stack import Stack
 from devstack.kafka import KafkaBroker
 from devstack.postgres import PostgresServer
@@ -79,8 +80,11 @@ async def test_bench_runs_every_scenario_at_tiny_sizes(
     assert replicas["speedup"]["2"] > 0
 
     growth = results["growth"]
-    stored = [r["stored_receipts"] for r in growth["runs"].values()]
+    *levels, again = growth["runs"].values()
+    stored = [r["stored_receipts"] for r in levels]
     assert stored[0] == 0 and stored == sorted(stored) and stored[-1] >= 2000
+    assert again["stored_receipts"] == 0  # the empty database once more, measured last
+    assert set(growth["ratio_to_empty_both"]) == set(growth["runs"]) - {EMPTY_AGAIN}
     assert all(r["events_per_s"] > 0 for r in growth["runs"].values())
 
     for name, result in results.items():
