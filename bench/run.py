@@ -86,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--growth-max", type=int, default=2_000_000, help="growth: receipts at the last level")
     a("--growth-messages", type=int, default=20_000, help="growth: messages measured per level")
     a("--growth-replicas", type=int, default=1, help="growth: workers draining each level")
+    a("--growth-drains", type=int, default=2, help="growth: streams drained at each level")
     a("--repeat", type=int, default=1, help="run each chosen scenario this many times")
     a("--seed", type=int, default=1)
     a("--worker-env", action="append", default=[], metavar="NAME=VALUE",
@@ -163,9 +164,12 @@ def _summary(name: str, r: dict[str, Any]) -> dict[str, Any]:
         }
     if name == "growth":
         return {
-            **{f"stored_{level}": _drain_line(w) for level, w in r["runs"].items()},
+            **{
+                f"level_{level}": [_drain_line(w) | {"stored": w["stored_receipts"]} for w in ws]
+                for level, ws in r["runs"].items()
+            },
             "ratio_to_empty": r["ratio_to_empty"],
-            "ratio_to_empty_both": r["ratio_to_empty_both"],
+            "ratio_to_empty_first_drain": r["ratio_to_empty_first_drain"],
         }
     return r
 

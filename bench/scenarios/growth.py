@@ -5,10 +5,11 @@ receipts by SQL (synthetic receipts with random SIDs, ≈ 2.5 history rows each,
 3 receipts, a channel message link for each SMS one, dated over the 30 days before the
 measured streams), vacuumed, analysed and checkpointed, as a database that grew over weeks
 would be. Then a fresh mixed stream (`--growth-messages` new messages, its own topic and
-group, dated a day after the previous level's) is drained into it. Fresh messages are the
-common case: nearly every event of a real stream is about a recent message. Last, the empty
-database is measured once more, on a new database: the ratios are given to the first empty
-run and to the mean of both.
+group, dated a day after the previous stream) is drained into it, `--growth-drains` (2)
+times: the first drain meets the cold cache the fill left, the last one a warmer one. Fresh
+messages are the common case: nearly every event of a real stream is about a recent message.
+Last, the empty database is measured once more, on a new database, and each level's rate is
+given as a ratio to the mean of the two empty-database rates.
 
 `--growth-max N` shrinks the levels to 0, N/4, N/2, N for a quick run; `--growth-replicas N`
 drains each level with N workers in one group.
@@ -136,9 +137,10 @@ async def _receipt_hashes(conn: asyncpg.Connection, low: int, high: int) -> list
 async def growth(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     dsn = new_database(stack.postgres, "bench-growth")
     levels = growth_levels(args.growth_max)
-    runs: dict[str, Any] = {}
+    runs: dict[str, list[dict[str, Any]]] = {}
     filled = 0
-    for i, level in enumerate(levels):
+    drains = 0  # so far: each is dated a day after the last
+    for level in levels:
         target = await new_target(stack, "growth", args.partitions, dsn=dsn)
         await migrate(stack, target)
         conn = await connect(dsn)
@@ -146,10 +148,10 @@ async def growth(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
             if level > filled:
                 await fill(conn, filled, level)
                 filled = level
-            stored = await conn.fetchval("SELECT count(*) FROM delivery_receipts")
         finally:
             await conn.close()
-        runs[str(level)] = await _measure(stack, args, target, stored, i)
+        runs[str(level)] = await _measure(stack, args, target, drains)
+        drains += args.growth_drains
     # The empty database once more, last: minutes pass between the first level and the last,
     # and the machine's speed drifts over minutes (docs/benchmark.md, "Growth"), so the small
     # run's rate is taken on both sides of the big ones. The grown database is dropped first:
@@ -157,38 +159,60 @@ async def growth(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     drop_database(stack, target)
     again = await new_target(stack, "growth", args.partitions)
     await migrate(stack, again)
-    runs[EMPTY_AGAIN] = await _measure(stack, args, again, 0, len(levels))
+    runs[EMPTY_AGAIN] = await _measure(stack, args, again, drains)
     drop_database(stack, again)
-    first = runs[str(levels[0])]["events_per_s"]
-    small = (first + runs[EMPTY_AGAIN]["events_per_s"]) / 2
     return {
         "levels": levels,
         "messages_per_level": args.growth_messages,
+        "drains_per_level": args.growth_drains,
         "replicas": args.growth_replicas,
         "runs": runs,
-        "ratio_to_empty": {k: round(r["events_per_s"] / first, 2) for k, r in runs.items()},
-        # To the mean of the two empty-database runs, first and last.
-        "ratio_to_empty_both": {
-            k: round(r["events_per_s"] / small, 2) for k, r in runs.items() if k != EMPTY_AGAIN
-        },
+        # Each level's last drain (the one that met a warm cache) to the mean of the empty
+        # database's last drains, first and last in time; then the same for the first drains.
+        "ratio_to_empty": _ratios(runs, -1),
+        "ratio_to_empty_first_drain": _ratios(runs, 0),
+    }
+
+
+def _ratios(runs: dict[str, list[dict[str, Any]]], drain: int) -> dict[str, float]:
+    empty = (runs["0"][drain]["events_per_s"] + runs[EMPTY_AGAIN][drain]["events_per_s"]) / 2
+    return {
+        level: round(measured[drain]["events_per_s"] / empty, 2)
+        for level, measured in runs.items()
+        if level != EMPTY_AGAIN
     }
 
 
 async def _measure(
-    stack: Stack, args: argparse.Namespace, target: Settings, stored: int, run: int
-) -> dict[str, Any]:
-    """Run number `run`: a fresh mixed stream of `--growth-messages` messages drained into
-    the target.
+    stack: Stack, args: argparse.Namespace, target: Settings, drains_before: int
+) -> list[dict[str, Any]]:
+    """`--growth-drains` fresh mixed streams of `--growth-messages` messages each, drained
+    one after the other into the target's database (each on its own topics).
 
-    Each run's messages are created a day after the previous run's, as time passes while a
-    database grows: a new receipt's `date_created` is then the newest in its index, as it is
-    in production, and not among the last run's (where the same dates again would put it).
+    The first drain after a fill meets a cold cache: the fill and the checkpoint after it
+    pushed the indexes out of shared buffers, and every page it changes is the first change
+    since that checkpoint (a full-page image in the WAL). The next drain is closer to a
+    database that has been running. Each stream's messages are created a day after the
+    previous one's, as time passes while a database grows: a new receipt's `date_created`
+    is then the newest in its index, as in production, and not among the last stream's
+    (where the same dates again would put it).
     """
-    start = _BEFORE_TS + timedelta(days=run)
-    stream = generate_stream(args.growth_messages * 8, args.seed + 100 + run,
-                             messages=args.growth_messages, start=start, **MIXED)  # fmt: skip
-    label = f"growth {stored}"
-    await preload(stack, target, stream, label)
-    say(f"growth: {stored} receipts stored; load {loadavg()}")
-    result = await drain(stack, target, args.growth_replicas, stream.event_count, label=label)
-    return {"stored_receipts": stored, **result}
+    results = []
+    for n in range(args.growth_drains):
+        if n:
+            target = await new_target(stack, "growth", args.partitions, dsn=target.database_url)
+        conn = await connect(target.database_url)
+        try:
+            stored = await conn.fetchval("SELECT count(*) FROM delivery_receipts")
+        finally:
+            await conn.close()
+        run = drains_before + n
+        start = _BEFORE_TS + timedelta(days=run)
+        stream = generate_stream(args.growth_messages * 8, args.seed + 100 + run,
+                                 messages=args.growth_messages, start=start, **MIXED)  # fmt: skip
+        label = f"growth {stored}"
+        await preload(stack, target, stream, label)
+        say(f"growth: {stored} receipts stored; load {loadavg()}")
+        result = await drain(stack, target, args.growth_replicas, stream.event_count, label=label)
+        results.append({"stored_receipts": stored, **result})
+    return results
