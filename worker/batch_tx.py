@@ -189,15 +189,15 @@ UPDATE channel_message_links AS l
  WHERE l.channel_message_sid = u.channel_message_sid AND l.message_sid IS NULL
 """
 
-# In key order, like every other statement of the batch: the batch's rows then descend the
-# random-keyed unique index left to right, and the pages one insert brought in serve the next.
+# In the unique key's order (migration 009), like every other statement of the batch: the
+# rows then descend the index left to right, and the pages one brought in serve the next.
 _INSERT_HISTORY = """
 INSERT INTO delivery_receipt_history
     (message_sid, participant_sid, receipt_sid, channel, status, error_code, date_updated)
 SELECT message_sid, participant_sid, receipt_sid, channel, ($1::text[])[status + 1],
        error_code, date_updated
   FROM batch_history
- ORDER BY message_sid, participant_sid, date_updated
+ ORDER BY date_updated, message_sid, participant_sid
 ON CONFLICT DO NOTHING
 """
 
