@@ -35,6 +35,16 @@ class OutboxRow:
     payload: bytes
 
 
+# The claim is planned by index whatever the statistics say. The relay keeps the outbox
+# nearly empty, so whenever autovacuum measures it, it records "no rows": a plan cached
+# then (asyncpg prepares statements; PostgreSQL keeps a generic plan) joined the claimed ids
+# to a scan of the whole table, once per claim, so a backlog was drained in quadratic time
+# (one drain of the growth benchmark: 207 buffers per event in this statement instead of 1,
+# docs/benchmark.md). Planner settings are part of every plan made for the statement.
+_CLAIM_BY_INDEX = (
+    "SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin = off;"
+    " SET LOCAL enable_mergejoin = off"
+)
 _CLAIM_OUTBOX = """
 DELETE FROM summary_outbox
  WHERE id IN (SELECT id FROM summary_outbox WHERE id > $2 ORDER BY id LIMIT $1 FOR UPDATE)
@@ -145,6 +155,7 @@ class Store:
         """
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", OUTBOX_RELAY_LOCK)
+            await conn.execute(_CLAIM_BY_INDEX)
             rows = await conn.fetch(_CLAIM_OUTBOX, limit, after_id)
             if not rows:
                 return []
