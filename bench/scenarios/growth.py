@@ -9,7 +9,8 @@ group, dated a day after the previous stream) is drained into it, `--growth-drai
 times: the first drain meets the cold cache the fill left, the last one a warmer one. Fresh
 messages are the common case: nearly every event of a real stream is about a recent message.
 Last, the empty database is measured once more, on a new database, and each level's rate is
-given as a ratio to the mean of the two empty-database rates.
+given as a ratio to the mean of the two empty-database rates. Before all of it, one
+unmeasured drain into a throwaway database warms the broker up.
 
 `--growth-max N` shrinks the levels to 0, N/4, N/2, N for a quick run; `--growth-replicas N`
 drains each level with N workers in one group.
@@ -135,6 +136,14 @@ async def _receipt_hashes(conn: asyncpg.Connection, low: int, high: int) -> list
 
 
 async def growth(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
+    # Not measured: the broker's first minute of work after it starts is also its JIT
+    # compiler's, which took a core's tenth from the first drain (11 µs of broker CPU per
+    # event in it against 2-7 in the later ones, docs/benchmark.md).
+    warm_up = await new_target(stack, "growth", args.partitions)
+    await migrate(stack, warm_up)
+    await _measure(stack, args, warm_up, -args.growth_drains)
+    drop_database(stack, warm_up)
+
     dsn = new_database(stack.postgres, "bench-growth")
     levels = growth_levels(args.growth_max)
     runs: dict[str, list[dict[str, Any]]] = {}
