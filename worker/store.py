@@ -40,7 +40,8 @@ class OutboxRow:
 # then (asyncpg prepares statements; PostgreSQL keeps a generic plan) joined the claimed ids
 # to a scan of the whole table, once per claim, so a backlog was drained in quadratic time
 # (one drain of the growth benchmark: 207 buffers per event in this statement instead of 1,
-# docs/benchmark.md). Planner settings are part of every plan made for the statement.
+# docs/benchmark.md). The statement only ever runs after these settings, so every plan made
+# for it, cached or not, is made under them.
 _CLAIM_BY_INDEX = (
     "SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin = off;"
     " SET LOCAL enable_mergejoin = off"
