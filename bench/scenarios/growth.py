@@ -141,7 +141,7 @@ async def growth(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     # event in it against 2-7 in the later ones, docs/benchmark.md).
     warm_up = await new_target(stack, "growth", args.partitions)
     await migrate(stack, warm_up)
-    await _measure(stack, args, warm_up, -args.growth_drains)
+    await _measure(stack, args, warm_up, -args.growth_drains, name="growth warm-up")
     drop_database(stack, warm_up)
 
     dsn = new_database(stack.postgres, "bench-growth")
@@ -193,7 +193,12 @@ def _ratios(runs: dict[str, list[dict[str, Any]]], drain: int) -> dict[str, floa
 
 
 async def _measure(
-    stack: Stack, args: argparse.Namespace, target: Settings, drains_before: int
+    stack: Stack,
+    args: argparse.Namespace,
+    target: Settings,
+    drains_before: int,
+    *,
+    name: str = "growth",
 ) -> list[dict[str, Any]]:
     """`--growth-drains` fresh mixed streams of `--growth-messages` messages each, drained
     one after the other into the target's database (each on its own topics).
@@ -219,7 +224,7 @@ async def _measure(
         start = _BEFORE_TS + timedelta(days=run)
         stream = generate_stream(args.growth_messages * 8, args.seed + 100 + run,
                                  messages=args.growth_messages, start=start, **MIXED)  # fmt: skip
-        label = f"growth {stored}"
+        label = f"{name} {stored}"
         await preload(stack, target, stream, label)
         say(f"growth: {stored} receipts stored; load {loadavg()}")
         result = await drain(stack, target, args.growth_replicas, stream.event_count, label=label)
