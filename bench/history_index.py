@@ -27,6 +27,7 @@ import asyncpg
 from bench.stack import PG_TUNED
 from bench.util import loadavg, say
 from devstack.postgres import PostgresServer
+from devstack.runs import drop_database
 from worker.batch_tx import TEMP_TABLES, BatchTransaction
 from worker.loadgen import generate_events
 from worker.migrate import apply_migrations
@@ -86,7 +87,7 @@ async def run(args: argparse.Namespace, postgres: PostgresServer) -> None:
                 dsn = postgres.create_database(database)
                 await apply_migrations(dsn, up_to=version)
                 figures.append(await measure(dsn, stored, args.batches, args.messages))
-                postgres.psql('DROP DATABASE :"name"', variables={"name": database})
+                drop_database(postgres, dsn)
             spread = f"{min(figures):.2f}-{max(figures):.2f}"
             rounds = " ".join(f"{f:.2f}" for f in figures)
             say(
